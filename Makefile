@@ -1,0 +1,68 @@
+# Two commands are all a newcomer needs:  make book   and   make test.
+# Both create the virtual environment in .venv and install everything on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Empty DATASET lets each chapter use its default real data set; DATASET=synthetic builds offline.
+DATASET ?=
+CHAPTER ?=
+PARAMS ?=
+PYTEST_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help install book test rerun data clean bench
+
+help:
+	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
+	@echo "make test      run unit tests and execute every chapter in smoke mode"
+	@echo "make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic seed=1\""
+	@echo "make data      fetch and verify every registered data set that can be reached"
+	@echo "make bench     time the book build, each chapter and the tests"
+	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+_vendor/mathjax/es5/tex-mml-chtml.js: tools/vendor_mathjax.py | $(STAMP)
+	$(PY) tools/vendor_mathjax.py _vendor/mathjax
+
+book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
+	@$(PY) -m stlab.data check-book --dataset "$(DATASET)"
+	@mkdir -p _build
+	@# Executed outputs depend on the data set, which the notebook cache cannot see.
+	@if [ "$$(cat _build/.dataset 2>/dev/null)" != "$(DATASET)" ]; then rm -rf _build/.jupyter_cache; fi
+	@echo "$(DATASET)" > _build/.dataset
+	@STLAB_DATASET="$(DATASET)" $(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log \
+	  || { echo; echo "Book build FAILED. Cell errors and tracebacks: _build/html/reports/ (log: _build/book.log)"; exit 1; }
+	@echo "Book built: _build/html/index.html   (execution reports, if any: _build/html/reports/)"
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+rerun: $(STAMP)
+	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic\""; exit 2; }
+	$(PY) -m stlab.rerun "$(CHAPTER)" $(PARAMS)
+
+data: $(STAMP)
+	$(PY) -m stlab.data fetch --all
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_book.py
+
+clean:
+	rm -rf _build .pytest_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

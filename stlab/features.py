@@ -1,0 +1,201 @@
+"""Spatio-temporal features of behaviour logs, computed from the past only.
+
+Every feature of an event uses that event and events *before* it -- never later ones -- so the
+same code can build training and evaluation inputs without leaking the future
+(``tests/test_features.py`` checks this by deleting future events and recomputing).
+
+Introduced in chapter 2 (Time and place).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+EARTH_RADIUS_KM = 6371.0088
+_GEOHASH_ALPHABET = np.array(list("0123456789bcdefghjkmnpqrstuvwxyz"))
+
+
+def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    """Great-circle distance in km between points given in degrees (broadcasts)."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def cyclic_encode(values: np.ndarray | pd.Series, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """Map a periodic quantity onto the unit circle: ``(sin 2 pi v / P, cos 2 pi v / P)``.
+
+    23:00 and 01:00 end up close, as they are in time; a raw hour number puts them 22 apart.
+    """
+    angle = 2 * np.pi * np.asarray(values, dtype=np.float64) / period
+    return np.sin(angle), np.cos(angle)
+
+
+def local_times(timestamps: pd.Series, timezone: str | None = None, tz_offset_min: pd.Series | None = None) -> pd.Series:
+    """Local wall-clock times (naive) from UTC times, via a zone name or per-event offsets."""
+    ts = pd.to_datetime(timestamps, utc=True)
+    if tz_offset_min is not None:
+        offsets = pd.to_timedelta(pd.Series(tz_offset_min).astype("float64").fillna(0).to_numpy(), unit="min")
+        return pd.Series(ts.dt.tz_localize(None).to_numpy() + offsets, index=ts.index)
+    if timezone is None:
+        return ts.dt.tz_localize(None)
+    return ts.dt.tz_convert(timezone).dt.tz_localize(None)
+
+
+def time_features(timestamps: pd.Series, timezone: str | None = None) -> pd.DataFrame:
+    """Calendar features in local time: hour, weekday and season, raw and on the circle.
+
+    Returns:
+        ``hour, dayofweek, is_weekend, hour_sin, hour_cos, dow_sin, dow_cos, doy_sin, doy_cos``;
+        the hour includes minutes (14:30 -> 14.5) so the circle is continuous.
+    """
+    local = local_times(timestamps, timezone)
+    hour = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
+    dow = local.dt.dayofweek
+    doy = local.dt.dayofyear - 1
+    out = pd.DataFrame({"hour": hour, "dayofweek": dow, "is_weekend": dow >= 5}, index=timestamps.index)
+    out["hour_sin"], out["hour_cos"] = cyclic_encode(hour, 24)
+    out["dow_sin"], out["dow_cos"] = cyclic_encode(dow + hour / 24, 7)
+    out["doy_sin"], out["doy_cos"] = cyclic_encode(doy, 365.25)
+    return out
+
+
+def fourier_terms(t: np.ndarray, period: float, order: int, prefix: str = "f") -> pd.DataFrame:
+    """Fourier basis ``sin(2 pi k t / P), cos(2 pi k t / P)`` for ``k = 1..order``.
+
+    Args:
+        t: times in any unit (for example hours since an origin).
+        period: the period in the same unit (24 for daily, 168 for weekly seasonality in hours).
+        order: number of harmonics ``K``; ``2K`` columns.
+    """
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    t = np.asarray(t, dtype=np.float64)
+    cols: dict[str, np.ndarray] = {}
+    for k in range(1, order + 1):
+        cols[f"{prefix}_sin{k}"], cols[f"{prefix}_cos{k}"] = cyclic_encode(k * t, period)
+    return pd.DataFrame(cols)
+
+
+def grid_cells(lat: np.ndarray | pd.Series, lon: np.ndarray | pd.Series, bbox: "BBoxLike", grid_size: int) -> np.ndarray:
+    """Index of the ``grid_size`` x ``grid_size`` cell of a box holding each point (row-major from
+    the south-west corner); ``-1`` for points outside the box."""
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    row = np.floor((lat - bbox.lat_min) / (bbox.lat_max - bbox.lat_min) * grid_size).astype(np.int64)
+    col = np.floor((lon - bbox.lon_min) / (bbox.lon_max - bbox.lon_min) * grid_size).astype(np.int64)
+    # Points on the north or east edge belong to the last cell.
+    row = np.where(lat == bbox.lat_max, grid_size - 1, row)
+    col = np.where(lon == bbox.lon_max, grid_size - 1, col)
+    inside = (row >= 0) & (row < grid_size) & (col >= 0) & (col < grid_size)
+    return np.where(inside, row * grid_size + col, -1)
+
+
+def geohash(lat: np.ndarray | pd.Series, lon: np.ndarray | pd.Series, precision: int = 6) -> np.ndarray:
+    """Geohash strings (Niemeyer 2008), vectorised: precision 6 ~ 1.2 km x 0.6 km cells.
+
+    Bits alternate longitude, latitude, starting with longitude; each 5 bits form one base-32
+    character.
+    """
+    if not 1 <= precision <= 12:
+        raise ValueError(f"precision must be in 1..12, got {precision}")
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    lat_lo, lat_hi = np.full_like(lat, -90.0), np.full_like(lat, 90.0)
+    lon_lo, lon_hi = np.full_like(lon, -180.0), np.full_like(lon, 180.0)
+    codes = np.zeros((lat.size, precision), dtype=np.int64)
+    for bit in range(precision * 5):
+        if bit % 2 == 0:
+            mid = (lon_lo + lon_hi) / 2
+            on = lon >= mid
+            lon_lo, lon_hi = np.where(on, mid, lon_lo), np.where(on, lon_hi, mid)
+        else:
+            mid = (lat_lo + lat_hi) / 2
+            on = lat >= mid
+            lat_lo, lat_hi = np.where(on, mid, lat_lo), np.where(on, lat_hi, mid)
+        codes[:, bit // 5] = codes[:, bit // 5] * 2 + on
+    chars = _GEOHASH_ALPHABET[codes]
+    return np.array(["".join(row) for row in chars], dtype=object)
+
+
+def previous_event_features(checkins: pd.DataFrame) -> pd.DataFrame:
+    """Distance (km) and time (s) since the same user's previous event, and whether it was the
+    same place. ``NaN`` for each user's first event.
+
+    Expects check-ins sorted by user then time (as loaders return them).
+    """
+    _require_sorted(checkins)
+    same_user = checkins["user_id"].eq(checkins["user_id"].shift())
+    dist = haversine_km(checkins["lat"].shift(), checkins["lon"].shift(), checkins["lat"], checkins["lon"])
+    dt = checkins["timestamp"].diff().dt.total_seconds()
+    return pd.DataFrame({
+        "dist_prev_km": np.where(same_user, dist, np.nan),
+        "dt_prev_s": np.where(same_user, dt, np.nan),
+        "same_poi_as_prev": same_user & checkins["poi_id"].eq(checkins["poi_id"].shift()),
+    }, index=checkins.index)
+
+
+def revisit_features(checkins: pd.DataFrame) -> pd.DataFrame:
+    """How often the user has been at this POI before, and whether this is a return visit."""
+    _require_sorted(checkins)
+    before = checkins.groupby(["user_id", "poi_id"], sort=False).cumcount()
+    return pd.DataFrame({"visits_before": before, "is_revisit": before > 0}, index=checkins.index)
+
+
+def rolling_counts(checkins: pd.DataFrame, windows: Sequence[str] = ("1D", "7D")) -> pd.DataFrame:
+    """Number of the user's events in each trailing window, *excluding* the current one.
+
+    ``closed="left"`` keeps the window strictly before the event, so an event never counts
+    itself or anything at or after its own time.
+    """
+    _require_sorted(checkins)
+    out = pd.DataFrame(index=checkins.index)
+    frame = pd.DataFrame({"user_id": checkins["user_id"].to_numpy(), "one": 1.0},
+                         index=pd.DatetimeIndex(checkins["timestamp"]))
+    for window in windows:
+        counts = (frame.groupby("user_id", sort=False)["one"]
+                  .rolling(window, closed="left").sum().fillna(0.0))
+        out[f"events_past_{window}"] = counts.to_numpy().astype(np.int64)
+    return out
+
+
+def spatiotemporal_features(
+    checkins: pd.DataFrame,
+    *,
+    timezone: str | None = None,
+    bbox: "BBoxLike | None" = None,
+    grid_size: int = 20,
+    geohash_precision: int = 6,
+    windows: Sequence[str] = ("1D", "7D"),
+) -> pd.DataFrame:
+    """All of the above in one table aligned with ``checkins`` (chapter 2's feature set)."""
+    parts = [time_features(checkins["timestamp"], timezone), previous_event_features(checkins),
+             revisit_features(checkins), rolling_counts(checkins, windows)]
+    spatial = pd.DataFrame({"geohash": geohash(checkins["lat"], checkins["lon"], geohash_precision)},
+                           index=checkins.index)
+    if bbox is not None:
+        spatial["grid_cell"] = grid_cells(checkins["lat"], checkins["lon"], bbox, grid_size)
+    return pd.concat(parts + [spatial], axis=1)
+
+
+def _require_sorted(checkins: pd.DataFrame) -> None:
+    users = checkins["user_id"].to_numpy()
+    ts = checkins["timestamp"].to_numpy()
+    same = users[1:] == users[:-1]
+    if (users[1:] < users[:-1]).any() and not pd.Index(users).is_monotonic_increasing:
+        # Users need only be grouped, not ordered; check grouping and time order within user.
+        starts = np.r_[True, ~same]
+        if pd.Series(users[starts]).duplicated().any():
+            raise ValueError("check-ins must be grouped by user and sorted by time within user; "
+                             "sort with checkins.sort_values(['user_id', 'timestamp'])")
+    if (same & (ts[1:] < ts[:-1])).any():
+        raise ValueError("check-ins must be sorted by time within each user; "
+                         "sort with checkins.sort_values(['user_id', 'timestamp'])")
+
+
+class BBoxLike:  # pragma: no cover - typing helper only
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
