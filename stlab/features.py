@@ -9,6 +9,7 @@ Introduced in chapter 2 (Time and place).
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -54,8 +55,8 @@ def time_features(timestamps: pd.Series, timezone: str | None = None) -> pd.Data
     """
     local = local_times(timestamps, timezone)
     hour = local.dt.hour + local.dt.minute / 60 + local.dt.second / 3600
-    dow = local.dt.dayofweek
-    doy = local.dt.dayofyear - 1
+    dow = local.dt.day_of_week
+    doy = local.dt.day_of_year - 1
     out = pd.DataFrame({"hour": hour, "dayofweek": dow, "is_weekend": dow >= 5}, index=timestamps.index)
     out["hour_sin"], out["hour_cos"] = cyclic_encode(hour, 24)
     out["dow_sin"], out["dow_cos"] = cyclic_encode(dow + hour / 24, 7)
@@ -199,3 +200,40 @@ class BBoxLike:  # pragma: no cover - typing helper only
     lat_max: float
     lon_min: float
     lon_max: float
+
+
+#: Keyword rules that give Gowalla venues (which carry only a name) a coarse category.
+#: First match wins; the order puts specific words before generic ones.
+VENUE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "Coffee": ("starbucks", "coffee", "cafe", "café", "espresso", "dunkin", "tea "),
+    "Transit": ("station", "subway", "terminal", "airport", "jfk", "laguardia", "penn ", "grand central",
+                "path ", "ferry", "bus ", "port authority"),
+    "Nightlife": (" bar", "pub", "lounge", "tavern", "club", "brewery", "saloon", "beer"),
+    "Food": ("restaurant", "pizza", "grill", "diner", "burger", "deli", "bistro", "kitchen", "sushi",
+             "taco", "bagel", "bakery", "noodle", "steak", "shack", "chipotle", "mcdonald"),
+    "Gym": ("gym", "fitness", "yoga", "equinox", "crunch", "sports club", "ymca"),
+    "Park": ("park", "garden", "playground", "pier", "beach", "square"),
+    "Arts": ("museum", "theater", "theatre", "gallery", "cinema", "hall", "stadium", "arena"),
+    "Shop": ("store", "shop", "mall", "market", "apple", "target", "whole foods", "trader joe", "macy"),
+    "Education": ("university", "college", "school", "library", "nyu", "columbia"),
+    "Work": ("office", "hq", "headquarters", "inc", "llc", "studio", "building", "tower"),
+    "Hotel": ("hotel", "inn", "hostel", "suites"),
+    "Home": ("home", "apartment", "apt", "residence"),
+}
+
+
+def keyword_categories(names: pd.Series, keywords: dict[str, tuple[str, ...]] = VENUE_KEYWORDS) -> pd.Series:
+    """Coarse categories from venue names by keyword (``"Other"`` when nothing matches).
+
+    A transparent, rough substitute for real categories: it misses and mislabels some venues,
+    which chapter 2 measures before using it.
+    """
+    text = " " + names.astype("string").fillna("").str.lower() + " "
+    result = pd.Series("Other", index=names.index, dtype="string")
+    assigned = pd.Series(False, index=names.index)
+    for category, words in keywords.items():
+        pattern = "|".join(re.escape(w) for w in words)
+        hit = text.str.contains(pattern, regex=True) & ~assigned
+        result[hit] = category
+        assigned |= hit
+    return result

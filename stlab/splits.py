@@ -72,10 +72,10 @@ def temporal_split(
     _check_fractions(val_frac, test_frac)
     ts = checkins["timestamp"]
     if train_end is None or val_end is None:
-        ordered = np.sort(ts.to_numpy())
+        ordered = ts.sort_values(ignore_index=True)
         n = len(ordered)
-        t1 = pd.Timestamp(ordered[int(n * (1 - val_frac - test_frac))]).tz_localize("UTC")
-        t2 = pd.Timestamp(ordered[min(int(n * (1 - test_frac)), n - 1)]).tz_localize("UTC")
+        t1 = ordered.iloc[int(n * (1 - val_frac - test_frac))].tz_convert("UTC")
+        t2 = ordered.iloc[min(int(n * (1 - test_frac)), n - 1)].tz_convert("UTC")
     else:
         t1, t2 = pd.Timestamp(train_end), pd.Timestamp(val_end)
         t1 = t1 if t1.tzinfo else t1.tz_localize("UTC")
@@ -119,17 +119,20 @@ def per_user_split(checkins: pd.DataFrame, val_frac: float = 0.1, test_frac: flo
                  protocol="per_user")
 
 
+def _ns(times: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch, for fast comparisons of zone-aware times."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
 def assert_no_leakage(split: Split) -> None:
     """Raise ``AssertionError`` if any evaluation event precedes its cutoff, or any training
     event comes after it (a tie at the cutoff is allowed: events in the same second)."""
     for name, part, cutoff in (("val", split.val, split.train_end), ("test", split.test, split.val_end)):
         if len(part):
-            bound = cutoff.reindex(part["user_id"]).to_numpy()
-            early = part["timestamp"].to_numpy() < bound
+            early = _ns(part["timestamp"]) < _ns(cutoff.reindex(part["user_id"]))
             if early.any():
                 raise AssertionError(f"{early.sum()} {name} event(s) precede their cutoff")
     if len(split.train):
-        bound = split.train_end.reindex(split.train["user_id"]).to_numpy()
-        late = split.train["timestamp"].to_numpy() > bound
+        late = _ns(split.train["timestamp"]) > _ns(split.train_end.reindex(split.train["user_id"]))
         if late.any():
             raise AssertionError(f"{late.sum()} training event(s) after their cutoff")

@@ -10,6 +10,10 @@ from stlab.data.fetch import Resolved, fetch, fetch_file, file_digest, verify_fi
 from stlab.data.loaders import (
     CHECKIN_DATASETS,
     CITY_TIMEZONES,
+    DATASET_CITY,
+    SMOKE_USERS,
+    TKY_BBOX,
+    load_chapter_checkins,
     NYC_BBOX,
     BBox,
     GraphSeries,
@@ -39,7 +43,7 @@ from stlab.data.validate import (
 )
 
 __all__ = [
-    "BBox", "CHECKIN_COLUMNS", "CHECKIN_DATASETS", "CHECKIN_REQUIRED", "CITY_TIMEZONES", "ChecksumError",
+    "BBox", "CHECKIN_COLUMNS", "CHECKIN_DATASETS", "CHECKIN_REQUIRED", "CITY_TIMEZONES", "DATASET_CITY", "SMOKE_USERS", "TKY_BBOX", "load_chapter_checkins", "ChecksumError",
     "DataError", "DataFile", "DataNotFoundError", "DataValidationError", "Dataset", "GraphSeries",
     "NYC_BBOX", "REGISTRY", "RatingsData", "Resolved", "SensorGraph", "SyntheticWorld", "WorldConfig",
     "cached_frame", "fetch", "fetch_file", "file_digest", "fingerprint", "get_dataset",

@@ -524,6 +524,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how protocol 2 stores the bytes of an array; encodes text only
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -601,3 +602,33 @@ def load_checkins(dataset: str = "gowalla-nyc", *, seed: int = 0, path: PathLike
     if candidate.suffix in {".csv", ".tsv", ".parquet", ".gz"} or candidate.exists():
         return read_checkins(candidate, **options)
     raise ValueError(f"unknown check-in data set {dataset!r}; use one of {CHECKIN_DATASETS} or a file path")
+
+
+# --------------------------------------------------------------------------- chapter helper
+#: Local time zone and bounding box of each check-in data set's city.
+TKY_BBOX = BBox(lon_min=139.47, lat_min=35.51, lon_max=139.91, lat_max=35.87)
+DATASET_CITY: dict[str, tuple[str, BBox | None]] = {
+    "gowalla-nyc": ("America/New_York", NYC_BBOX),
+    "synthetic": ("America/New_York", NYC_BBOX),
+    "foursquare-nyc": ("America/New_York", NYC_BBOX),
+    "foursquare-tky": ("Asia/Tokyo", TKY_BBOX),
+    "gowalla": ("UTC", None),
+}
+#: Users kept in smoke mode (tests), so a chapter runs in seconds.
+SMOKE_USERS = 300
+
+
+def load_chapter_checkins(dataset: str, *, seed: int = 0, smoke: bool = False) -> pd.DataFrame:
+    """The check-ins a chapter studies: the named data set, or a small slice of it in smoke mode.
+
+    In smoke mode the synthetic world is small (60 users, three weeks) and real data keep only
+    the ``SMOKE_USERS`` users with the lowest ids, so tests run the chapter's code in seconds.
+    """
+    if dataset == "synthetic":
+        options = {"num_users": 60, "num_pois": 200, "num_days": 21} if smoke else {}
+        return load_checkins("synthetic", seed=seed, **options)
+    checkins = load_checkins(dataset)
+    if smoke:
+        keep = np.sort(checkins["user_id"].unique())[:SMOKE_USERS]
+        checkins = checkins[checkins["user_id"].isin(keep)].reset_index(drop=True)
+    return checkins

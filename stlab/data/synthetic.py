@@ -236,7 +236,7 @@ class SyntheticWorld:
     def _local_clock(self, timestamps: pd.Series | pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         """Hour of week (Mon 0h = 0) and week number since the start, from UTC times."""
         local = pd.DatetimeIndex(timestamps).tz_convert(self.config.timezone)
-        how = (local.dayofweek * 24 + local.hour).to_numpy()
+        how = (local.day_of_week * 24 + local.hour).to_numpy()
         days = (local.normalize().tz_localize(None) - self._start.tz_localize(None)).days.to_numpy()
         return how, np.clip(days // 7, 0, self._log_pref.shape[1] - 1)
 
@@ -310,7 +310,7 @@ class SyntheticWorld:
         profile = activity_profile()
         day_of_week_mass = profile.reshape(7, 24).sum(axis=1) * 7  # mean 1 over the week
         rows_user, rows_time = [], []
-        start_dow = self._start.dayofweek
+        start_dow = self._start.day_of_week
         for user, rate in enumerate(self.users["rate"].to_numpy()):
             for day in range(cfg.num_days):
                 dow = (start_dow + day) % 7

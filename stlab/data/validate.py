@@ -19,6 +19,8 @@ fix. Introduced in chapter 1 (Behaviour logs).
 
 from __future__ import annotations
 
+import csv
+import gzip
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -32,7 +34,7 @@ CHECKIN_REQUIRED: tuple[str, ...] = ("user_id", "poi_id", "timestamp", "lat", "l
 CHECKIN_OPTIONAL: tuple[str, ...] = ("category", "tz_offset_min")
 CHECKIN_COLUMNS: tuple[str, ...] = CHECKIN_REQUIRED + CHECKIN_OPTIONAL
 
-_ZONE_SUFFIX = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+_ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 _MAX_SHOWN = 5
 
 
@@ -214,12 +216,18 @@ def read_delimited(
         ) from None
     if len(table) == 0:
         raise DataValidationError(f"{source}: the file has no data rows.\nFix: re-download or re-export it.")
-    # Short lines are padded with NaN by the parser: a truncated write or a cut download.
-    truncated = np.flatnonzero(table.isna().any(axis=1).to_numpy())
-    if len(truncated):
+    # The parser pads short lines silently: count each line's fields to catch truncation.
+    expected = table.shape[1]
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding=encoding, newline="") as fh:
+        rows = csv.reader(fh, delimiter=sep)
+        if has_header:
+            next(rows, None)
+        short = [i for i, fields in enumerate(r for r in rows if r) if len(fields) < expected]
+    if short:
         raise DataValidationError(
-            f"{source}: {len(truncated)} truncated line(s) with fewer than {table.shape[1]} fields at "
-            f"{_lines(truncated, first_data_line)}.\nFix: the file was cut short or edited; "
+            f"{source}: {len(short)} truncated line(s) with fewer than {expected} fields at "
+            f"{_lines(short, first_data_line)}.\nFix: the file was cut short or edited; "
             "re-download it, or drop those lines."
         )
     header_tokens = [str(c).strip().lower() for c in table.columns]

@@ -1,0 +1,45 @@
+"""Provenance lines for results: data checksum, seed, package versions and hardware.
+
+Every chapter ends by printing :func:`provenance`, so a reader can tell whether their rerun
+should give the same numbers. Introduced in chapter 1 (Behaviour logs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+
+import pandas as pd
+
+
+def frame_checksum(frame: pd.DataFrame) -> str:
+    """Short sha256 of a table's content (row order and values), independent of memory layout."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def provenance(data: pd.DataFrame | None = None, *, dataset: str = "", seed: int | None = None,
+               packages: tuple[str, ...] = ("stlab", "numpy", "pandas")) -> pd.Series:
+    """What produced a result: data set and content checksum, seed, versions, machine."""
+    info: dict[str, str] = {}
+    if dataset:
+        info["dataset"] = dataset
+    if data is not None:
+        info["data rows"] = f"{len(data):,}"
+        info["data sha256 (content)"] = frame_checksum(data)
+    if seed is not None:
+        info["seed"] = str(seed)
+    info["python"] = platform.python_version()
+    for package in packages:
+        info[package] = _version(package)
+    info["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
+    return pd.Series(info, name="provenance")

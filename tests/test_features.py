@@ -1,0 +1,93 @@
+"""Features against independent computations, and a check that none looks into the future."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stlab.data import NYC_BBOX, SyntheticWorld, WorldConfig
+from stlab.features import (cyclic_encode, fourier_terms, geohash, grid_cells, haversine_km, keyword_categories,
+                            previous_event_features, rolling_counts, spatiotemporal_features, time_features)
+
+
+def test_haversine_against_spherical_law_of_cosines():
+    lat1, lon1, lat2, lon2 = 40.6413, -73.7781, 33.9416, -118.4085  # JFK, LAX
+    r = 6371.0088
+    phi1, phi2, dl = map(math.radians, (lat1, lat2, lon2 - lon1))
+    expected = r * math.acos(math.sin(phi1) * math.sin(phi2) + math.cos(phi1) * math.cos(phi2) * math.cos(dl))
+    assert haversine_km(lat1, lon1, lat2, lon2) == pytest.approx(expected, rel=1e-9)
+    assert haversine_km(0, 0, 0, 1) == pytest.approx(2 * math.pi * r / 360, rel=1e-12)
+
+
+def test_geohash_known_values():
+    # Reference values from the geohash definition (Wikipedia's worked example and geohash.org).
+    assert geohash(np.array([57.64911]), np.array([10.40744]), 11)[0] == "u4pruydqqvj"
+    assert geohash(np.array([42.605]), np.array([-5.603]), 5)[0] == "ezs42"
+    with pytest.raises(ValueError):
+        geohash(np.array([0.0]), np.array([0.0]), 13)
+
+
+def test_cyclic_encoding_puts_midnight_next_to_eleven_pm():
+    s, c = cyclic_encode(np.array([23.0, 0.0, 12.0]), 24)
+    near = np.hypot(s[0] - s[1], c[0] - c[1])
+    far = np.hypot(s[1] - s[2], c[1] - c[2])
+    assert near < 0.3 and far == pytest.approx(2.0)
+
+
+def test_fourier_terms_are_orthogonal_over_a_period():
+    terms = fourier_terms(np.arange(168), 168, 3).to_numpy()
+    gram = terms.T @ terms / 168
+    assert np.allclose(gram, 0.5 * np.eye(6), atol=1e-12)
+
+
+def test_grid_cells_edges_and_outside():
+    cells = grid_cells(np.array([NYC_BBOX.lat_min, NYC_BBOX.lat_max, 0.0]),
+                       np.array([NYC_BBOX.lon_min, NYC_BBOX.lon_max, 0.0]), NYC_BBOX, 4)
+    assert cells.tolist() == [0, 15, -1]
+
+
+def test_time_features_use_local_time():
+    ts = pd.Series(pd.to_datetime(["2010-07-05T16:30:00Z"], utc=True))  # 12:30 in New York (EDT)
+    features = time_features(ts, "America/New_York")
+    assert features.loc[0, "hour"] == 12.5 and features.loc[0, "dayofweek"] == 0
+
+
+def test_previous_event_features():
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "poi_id": [5, 5, 6], "lat": [40.0, 40.0, 41.0], "lon": [-74.0, -73.0, -74.0],
+                          "timestamp": pd.to_datetime(["2010-01-01T00:00Z", "2010-01-01T01:00Z", "2010-01-01T02:00Z"], utc=True)})
+    prev = previous_event_features(frame)
+    assert np.isnan(prev.loc[0, "dt_prev_s"]) and prev.loc[1, "dt_prev_s"] == 3600 and np.isnan(prev.loc[2, "dist_prev_km"])
+    assert prev.loc[1, "dist_prev_km"] == pytest.approx(haversine_km(40, -74, 40, -73))
+    assert prev["same_poi_as_prev"].tolist() == [False, True, False]
+
+
+def test_unsorted_input_is_refused():
+    frame = pd.DataFrame({"user_id": [1, 1], "poi_id": [1, 2], "lat": [40.0, 40.0], "lon": [-74.0, -74.0],
+                          "timestamp": pd.to_datetime(["2010-01-02T00:00Z", "2010-01-01T00:00Z"], utc=True)})
+    with pytest.raises(ValueError, match="sorted by time"):
+        previous_event_features(frame)
+
+
+def test_rolling_counts_exclude_the_event_itself():
+    frame = pd.DataFrame({"user_id": [1, 1, 1], "poi_id": [1, 2, 3], "lat": [40.0] * 3, "lon": [-74.0] * 3,
+                          "timestamp": pd.to_datetime(["2010-01-01", "2010-01-03", "2010-01-09"], utc=True)})
+    counts = rolling_counts(frame, ["7D"])
+    assert counts["events_past_7D"].tolist() == [0, 1, 1]
+
+
+def test_no_feature_depends_on_later_events():
+    world = SyntheticWorld(WorldConfig(num_users=15, num_pois=60, num_days=14, seed=2))
+    checkins = world.checkins
+    cutoff = checkins["timestamp"].quantile(0.6)
+    past = checkins[checkins["timestamp"] <= cutoff]
+    full = spatiotemporal_features(checkins, timezone="America/New_York", bbox=NYC_BBOX)
+    truncated = spatiotemporal_features(past, timezone="America/New_York", bbox=NYC_BBOX)
+    pd.testing.assert_frame_equal(full.loc[past.index], truncated)
+
+
+def test_keyword_categories():
+    names = pd.Series(["Starbucks", "Penn Station", "Joe's Pizza", "Bryant Park", "Somewhere"])
+    assert keyword_categories(names).tolist() == ["Coffee", "Transit", "Food", "Park", "Other"]

@@ -1,0 +1,66 @@
+"""The project's own files: pinned installs agree, chapters are text without outputs, the
+table of contents lists what exists, and every chapter has the book's shape."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]-*.md"))
+
+
+def _pins(lines):
+    return {re.split(r"==", l.strip(), maxsplit=1)[0].lower(): l.strip().split("==")[1]
+            for l in lines if "==" in l and not l.strip().startswith("#")}
+
+
+def test_requirements_and_environment_agree():
+    requirements = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == requirements
+    assert requirements["torch"] == "2.13.0"
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()
+
+
+def test_no_notebook_with_outputs_is_committed():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    assert not [f for f in tracked if f.endswith(".ipynb")], "chapters are MyST text; do not commit .ipynb files"
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        assert "outputs" not in text.split("---")[1], chapter
+
+
+def test_toc_lists_existing_files_only():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    for name in files:
+        assert (ROOT / f"{name}.md").exists(), name
+    listed = {f for f in files if f.startswith("chapters/")}
+    assert {f"chapters/{c.stem}" for c in CHAPTERS} <= listed
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_shape(chapter):
+    import jupytext
+
+    text = chapter.read_text()
+    notebook = jupytext.read(chapter)
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    for name in ("dataset", "seed", "smoke"):
+        assert re.search(rf"^{name} = ", tagged[0].source, re.M), name
+    for heading in ("## Overview", "## Summary", "## Exercises", ":::{admonition} In this chapter"):
+        assert heading in text, heading
+    assert re.match(r"^---\n.*?---\n\n\(ch:[a-z-]+\)=\n# ", text, re.S), "label then title"
+    exercises = re.findall(r"```\{exercise\}\n:label: (\S+)", text)
+    solutions = re.findall(r"````\{solution-start\} (\S+)", text)
+    assert exercises and exercises == solutions
