@@ -44,7 +44,7 @@ book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 	@$(PY) -m stlab.data check-book --dataset "$(DATASET)"
 	@mkdir -p _build
 	@# Executed outputs depend on the data set, which the notebook cache cannot see.
-	@if [ "$$(cat _build/.dataset 2>/dev/null)" != "$(DATASET)" ]; then rm -rf _build/.jupyter_cache; fi
+	@if [ "$$(cat _build/.dataset 2>/dev/null)" != "$(DATASET)" ]; then rm -rf _build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute; fi
 	@echo "$(DATASET)" > _build/.dataset
 	@STLAB_DATASET="$(DATASET)" $(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log \
 	  || { echo; echo "Book build FAILED. Cell errors and tracebacks: _build/html/reports/ (log: _build/book.log)"; exit 1; }
