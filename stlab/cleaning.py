@@ -103,7 +103,7 @@ def drop_impossible_speeds(checkins: pd.DataFrame, max_speed_kmh: float, min_gap
     keep = np.ones(len(checkins), dtype=bool)
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(users)]
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         if not fast[start:end].any():
             continue
         last = start

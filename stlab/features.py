@@ -10,7 +10,7 @@ Introduced in chapter 2 (Time and place).
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ def fourier_terms(t: np.ndarray, period: float, order: int, prefix: str = "f") -
     return pd.DataFrame(cols)
 
 
-def grid_cells(lat: np.ndarray | pd.Series, lon: np.ndarray | pd.Series, bbox: "BBoxLike", grid_size: int) -> np.ndarray:
+def grid_cells(lat: np.ndarray | pd.Series, lon: np.ndarray | pd.Series, bbox: BBoxLike, grid_size: int) -> np.ndarray:
     """Index of the ``grid_size`` x ``grid_size`` cell of a box holding each point (row-major from
     the south-west corner); ``-1`` for points outside the box."""
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
@@ -165,7 +165,7 @@ def spatiotemporal_features(
     checkins: pd.DataFrame,
     *,
     timezone: str | None = None,
-    bbox: "BBoxLike | None" = None,
+    bbox: BBoxLike | None = None,
     grid_size: int = 20,
     geohash_precision: int = 6,
     windows: Sequence[str] = ("1D", "7D"),
@@ -181,21 +181,21 @@ def spatiotemporal_features(
 
 
 def _require_sorted(checkins: pd.DataFrame) -> None:
+    """Refuse check-ins that are not grouped by user and in time order within each user."""
     users = checkins["user_id"].to_numpy()
-    ts = checkins["timestamp"].to_numpy()
-    same = users[1:] == users[:-1]
-    if (users[1:] < users[:-1]).any() and not pd.Index(users).is_monotonic_increasing:
-        # Users need only be grouped, not ordered; check grouping and time order within user.
-        starts = np.r_[True, ~same]
-        if pd.Series(users[starts]).duplicated().any():
-            raise ValueError("check-ins must be grouped by user and sorted by time within user; "
-                             "sort with checkins.sort_values(['user_id', 'timestamp'])")
-    if (same & (ts[1:] < ts[:-1])).any():
+    starts = np.r_[True, users[1:] != users[:-1]]
+    if pd.Series(users[starts]).duplicated().any():
+        raise ValueError("check-ins must be grouped by user and sorted by time within user; "
+                         "sort with checkins.sort_values(['user_id', 'timestamp'])")
+    ts = pd.DatetimeIndex(checkins["timestamp"]).as_unit("ns").asi8
+    if ((ts[1:] < ts[:-1]) & ~starts[1:]).any():
         raise ValueError("check-ins must be sorted by time within each user; "
                          "sort with checkins.sort_values(['user_id', 'timestamp'])")
 
 
-class BBoxLike:  # pragma: no cover - typing helper only
+class BBoxLike(Protocol):
+    """Anything with the four edges of a bounding box (such as :class:`stlab.data.BBox`)."""
+
     lat_min: float
     lat_max: float
     lon_min: float

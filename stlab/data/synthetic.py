@@ -31,13 +31,13 @@ Introduced in chapter 1 (Behaviour logs); the ceiling is used from chapter 4 on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from stlab.data.loaders import NYC_BBOX, BBox, GraphSeries
+from stlab.data.loaders import NYC_BBOX, BBox, GraphSeries, read_graph_series
 from stlab.data.validate import validate_checkins
 
 CATEGORIES: tuple[str, ...] = ("Food", "Coffee", "Office", "Nightlife", "Shop", "Gym", "Park", "Transit")
@@ -445,10 +445,8 @@ class SyntheticWorld:
                   .unstack(fill_value=0).reindex(index=index, columns=cells, fill_value=0))
         row, col = cells // grid_size, cells % grid_size
         adjacency = ((np.abs(row[:, None] - row[None, :]) + np.abs(col[:, None] - col[None, :])) == 1)
-        from stlab.data.loaders import read_graph_series
-
         centres = np.column_stack([b.lat_min + (row + 0.5) * (b.lat_max - b.lat_min) / grid_size,
                                    b.lon_min + (col + 0.5) * (b.lon_max - b.lon_min) / grid_size])
         series = read_graph_series(counts.to_numpy(), adjacency.astype(np.float32), timestamps=index,
                                    node_ids=cells, coords=centres, name="synthetic region counts")
-        return GraphSeries(**{**series.__dict__, "coord_crs": "EPSG:4326 lat, lon (cell centres)"})
+        return replace(series, coord_crs="EPSG:4326 lat, lon (cell centres)")
