@@ -9,9 +9,9 @@ from stlab.data.errors import ChecksumError, DataError, DataNotFoundError, DataV
 from stlab.data.fetch import Resolved, fetch, fetch_file, file_digest, verify_file
 from stlab.data.loaders import (
     CHECKIN_DATASETS,
-    CITY_TIMEZONES,
     DATASET_CITY,
     SMOKE_USERS,
+    SMOKE_WORLD,
     TKY_BBOX,
     load_chapter_checkins,
     NYC_BBOX,
@@ -43,7 +43,7 @@ from stlab.data.validate import (
 )
 
 __all__ = [
-    "BBox", "CHECKIN_COLUMNS", "CHECKIN_DATASETS", "CHECKIN_REQUIRED", "CITY_TIMEZONES", "DATASET_CITY", "SMOKE_USERS", "TKY_BBOX", "load_chapter_checkins", "ChecksumError",
+    "BBox", "CHECKIN_COLUMNS", "CHECKIN_DATASETS", "CHECKIN_REQUIRED", "DATASET_CITY", "SMOKE_USERS", "SMOKE_WORLD", "TKY_BBOX", "load_chapter_checkins", "ChecksumError",
     "DataError", "DataFile", "DataNotFoundError", "DataValidationError", "Dataset", "GraphSeries",
     "NYC_BBOX", "REGISTRY", "RatingsData", "Resolved", "SensorGraph", "SyntheticWorld", "WorldConfig",
     "cached_frame", "fetch", "fetch_file", "file_digest", "fingerprint", "get_dataset",

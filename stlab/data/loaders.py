@@ -71,10 +71,6 @@ class BBox:
 #: The New York City box used to cut the Gowalla NYC subset.
 NYC_BBOX = BBox(lon_min=-74.2589, lat_min=40.4774, lon_max=-73.7004, lat_max=40.9176)
 
-#: Local time zones of the cities the book studies.
-CITY_TIMEZONES = {"nyc": "America/New_York", "tky": "Asia/Tokyo"}
-
-
 def _finish_checkins(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Order columns by the schema, sort by user then time, and validate."""
     columns = [c for c in CHECKIN_COLUMNS if c in frame.columns]
@@ -616,6 +612,8 @@ DATASET_CITY: dict[str, tuple[str, BBox | None]] = {
 }
 #: Users kept in smoke mode (tests), so a chapter runs in seconds.
 SMOKE_USERS = 300
+#: Size of the synthetic city in smoke mode.
+SMOKE_WORLD: dict[str, int] = {"num_users": 60, "num_pois": 200, "num_days": 21}
 
 
 def load_chapter_checkins(dataset: str, *, seed: int = 0, smoke: bool = False) -> pd.DataFrame:
@@ -625,7 +623,7 @@ def load_chapter_checkins(dataset: str, *, seed: int = 0, smoke: bool = False) -
     the ``SMOKE_USERS`` users with the lowest ids, so tests run the chapter's code in seconds.
     """
     if dataset == "synthetic":
-        options = {"num_users": 60, "num_pois": 200, "num_days": 21} if smoke else {}
+        options = SMOKE_WORLD if smoke else {}
         return load_checkins("synthetic", seed=seed, **options)
     checkins = load_checkins(dataset)
     if smoke:
