@@ -91,3 +91,33 @@ def test_no_feature_depends_on_later_events():
 def test_keyword_categories():
     names = pd.Series(["Starbucks", "Penn Station", "Joe's Pizza", "Bryant Park", "Somewhere"])
     assert keyword_categories(names).tolist() == ["Coffee", "Transit", "Food", "Park", "Other"]
+
+
+def test_behaviour_features_use_strictly_earlier_events():
+    from stlab.data.synthetic import simulate_behaviour_log
+    from stlab.features import behaviour_features
+
+    events = simulate_behaviour_log(num_users=50, num_items=80, num_events=600, seed=1)
+    features, label = behaviour_features(events)
+    assert len(features) == len(label) == len(events)
+    assert set(np.unique(label)) <= {0, 1}
+    # Deleting everything from some time on must not change the features before it.
+    cut = features["timestamp"].iloc[400]
+    early, _ = behaviour_features(events[events["timestamp"] < cut])
+    pd.testing.assert_frame_equal(early, features[features["timestamp"] < cut].reset_index(drop=True))
+    # The first event of every user has no past.
+    first = ~events.sort_values("timestamp", kind="stable").duplicated("user_id").to_numpy()
+    assert (features.loc[first, "user_events_before"] == 0).all()
+
+
+def test_behaviour_features_ignore_same_second_events():
+    from stlab.features import behaviour_features
+
+    t = pd.Timestamp("2017-11-26 01:00", tz="UTC")
+    events = pd.DataFrame({"user_id": [1, 1, 1], "item_id": [5, 5, 5], "category_id": [9, 9, 9],
+                           "behavior": ["cart", "pv", "pv"], "timestamp": [t, t, t + pd.Timedelta(seconds=1)]})
+    features, label = behaviour_features(events)
+    assert features["user_item_events_before"].tolist() == pytest.approx(np.log1p([0, 0, 2]))
+    assert label.tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="lacks column"):
+        behaviour_features(events.drop(columns="category_id"))

@@ -623,8 +623,9 @@ def load_chapter_checkins(dataset: str, *, seed: int = 0, smoke: bool = False) -
     the ``SMOKE_USERS`` users with the lowest ids, so tests run the chapter's code in seconds.
     """
     if dataset == "synthetic":
-        options = SMOKE_WORLD if smoke else {}
-        return load_checkins("synthetic", seed=seed, **options)
+        from stlab.data.synthetic import chapter_world
+
+        return chapter_world(seed, smoke).checkins.copy()
     checkins = load_checkins(dataset)
     if smoke:
         keep = np.sort(checkins["user_id"].unique())[:SMOKE_USERS]

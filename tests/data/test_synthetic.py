@@ -89,3 +89,25 @@ def test_region_series(world):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="num_users must be at least 1"):
         WorldConfig(num_users=0)
+
+
+def test_chapter_world_is_shared_and_matches_chapter_checkins():
+    from stlab.data import SMOKE_WORLD, chapter_world, load_chapter_checkins
+
+    world = chapter_world(0, True)
+    assert world is chapter_world(0, True)
+    assert world.config.num_users == SMOKE_WORLD["num_users"]
+    pd.testing.assert_frame_equal(load_chapter_checkins("synthetic", seed=0, smoke=True), world.checkins)
+
+
+def test_behaviour_log_mechanism_shows_in_the_data():
+    from stlab.data.synthetic import simulate_behaviour_log
+
+    events = simulate_behaviour_log(num_users=300, num_items=400, num_events=8000, seed=2)
+    assert list(events.columns) == ["user_id", "item_id", "category_id", "behavior", "timestamp"]
+    assert events["timestamp"].is_monotonic_increasing
+    strong = events["behavior"] != "pv"
+    touched_before = events.groupby(["user_id", "item_id"]).cumcount() > 0
+    # Repeated touches raise the chance of a strong action (the 0.8 log(1 + touches) term).
+    assert strong[touched_before].mean() > strong[~touched_before].mean()
+    assert simulate_behaviour_log(num_events=50, seed=5).equals(simulate_behaviour_log(num_events=50, seed=5))

@@ -1,0 +1,460 @@
+"""Next-visit baselines behind one interface: ``fit`` on training check-ins, ``score`` a batch
+of queries over all candidate POIs, ``recommend`` the top ``k``.
+
+Every next-visit model of the book -- these baselines, the recurrent models of chapters 6--7 and
+the graph models of chapter 9 -- subclasses :class:`NextVisitModel`, so the study loops over
+models without special cases (the pattern of RecBole's ``full_sort_predict``).
+
+The baselines, from the crudest up:
+
+* :class:`Popularity` -- how often each POI was visited in training.
+* :class:`UserFrequency` -- the user's most visited POIs (popularity breaks ties).
+* :class:`HourPopularity` -- the POIs most visited at this hour of the day.
+* :class:`Markov` -- first-order transitions ``P(next | previous)``, smoothed towards popularity.
+* :class:`DistancePopularity` -- popularity times a distance decay from the previous place, the
+  decay length fitted by maximum likelihood.
+* :class:`BayesUserPOI` -- ``P(i | u) ∝ P(u | i) P(i)``, optionally with the hour
+  (``P(h | i)``, naive Bayes).
+* :class:`ImplicitALS` -- matrix factorisation of the user x POI counts (Hu, Koren & Volinsky,
+  2008), users unseen in training folded in from their history.
+
+Introduced in chapter 4 (Predicting the next visit).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from stlab.data.synthetic import SyntheticWorld
+from stlab.features import haversine_km
+from stlab.metrics import top_k
+from stlab.protocol import NextVisitQueries, NextVisitTask
+
+
+class NotFittedError(RuntimeError):
+    """A model was asked to score before ``fit``."""
+
+
+class NextVisitModel(ABC):
+    """The interface every next-visit model implements.
+
+    Subclasses set :attr:`name`, implement :meth:`fit` and :meth:`score`; :meth:`recommend` is
+    shared. ``score`` returns ``[Q, P]`` finite or ``-inf`` scores, higher = more likely.
+    """
+
+    name: str = "model"
+    _task: NextVisitTask | None = None
+
+    @abstractmethod
+    def fit(self, task: NextVisitTask) -> Self:
+        """Learn from ``task.train`` (training check-ins only); return ``self``."""
+
+    @abstractmethod
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        """``[Q, P]`` scores of every candidate POI for each query."""
+
+    def recommend(self, queries: NextVisitQueries, k: int = 10) -> np.ndarray:
+        """``[Q, k]`` POI indices, best first."""
+        return top_k(self.score(queries), k)
+
+    def _check_fitted(self) -> None:
+        self.task  # noqa: B018 -- the property raises NotFittedError
+
+    @property
+    def task(self) -> NextVisitTask:
+        if self._task is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call .fit(task) first")
+        return self._task
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+# --------------------------------------------------------------------------- shared counts
+
+def _train_counts(task: NextVisitTask) -> np.ndarray:
+    """``[P]`` training visits per POI."""
+    return np.bincount(task.train["poi"].to_numpy(), minlength=task.num_pois).astype(np.float64)
+
+
+def _user_poi_counts(task: NextVisitTask) -> sp.csr_matrix:
+    """``[U, P]`` sparse training visits per user and POI."""
+    train = task.train
+    ones = np.ones(len(train))
+    return sp.csr_matrix((ones, (train["user"].to_numpy(), train["poi"].to_numpy())),
+                         shape=(task.num_users, task.num_pois))
+
+
+def _history_counts(queries: NextVisitQueries, num_pois: int, *, exclude_train: bool) -> np.ndarray:
+    """``[Q, P]`` visits in each query's history window (optionally only non-training ones)."""
+    keep = queries.history_poi >= 0
+    if exclude_train:
+        keep &= ~queries.history_in_train
+    rows, cols = np.nonzero(keep)
+    counts = np.zeros((len(queries), num_pois))
+    np.add.at(counts, (rows, queries.history_poi[rows, cols]), 1.0)
+    return counts
+
+
+def _online_user_counts(task: NextVisitTask, user_poi: sp.csr_matrix, queries: NextVisitQueries) -> np.ndarray:
+    """``[Q, P]`` the user's visits before ``t``: training counts plus later ones in the window.
+
+    History check-ins after the training cutoff are counted from the query's window, so counts
+    are complete for the last ``L`` such check-ins (older post-cutoff ones are not seen).
+    """
+    return user_poi[queries.user].toarray() + _history_counts(queries, task.num_pois, exclude_train=True)
+
+
+# --------------------------------------------------------------------------- models
+
+class Popularity(NextVisitModel):
+    """Rank POIs by training visits, the same list for everyone."""
+
+    name = "Popularity"
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        self.counts_ = _train_counts(task)  # [P]
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
+        return np.broadcast_to(self.counts_, (len(queries), len(self.counts_))).copy()
+
+
+class UserFrequency(NextVisitModel):
+    """The user's most visited POIs so far; unvisited POIs follow in order of popularity.
+
+    Args:
+        popularity_weight: weight of the tie-breaking popularity term; below one visit, so a
+            POI the user visited once always outranks every POI they never visited.
+    """
+
+    name = "User's most frequent"
+
+    def __init__(self, popularity_weight: float = 0.5) -> None:
+        if not 0 <= popularity_weight < 1:
+            raise ValueError(f"popularity_weight must be in [0, 1) to stay a tie-breaker, got {popularity_weight}")
+        self.popularity_weight = popularity_weight
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        self.user_poi_ = _user_poi_counts(task)
+        pop = _train_counts(task)
+        self.tiebreak_ = self.popularity_weight * pop / max(pop.max(), 1.0)  # [P] in [0, w]
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        return _online_user_counts(self.task, self.user_poi_, queries) + self.tiebreak_[None, :]
+
+
+class HourPopularity(NextVisitModel):
+    """POIs most visited at the query's local hour, smoothed over neighbouring hours.
+
+    Args:
+        bandwidth_hours: standard deviation of the circular Gaussian kernel over hours; counts
+            of an hour borrow from nearby hours, as 12:55 and 13:05 are alike.
+        prior_weight: pseudo-visits spread by overall popularity, for POIs rare at an hour.
+    """
+
+    name = "Popular at this hour"
+
+    def __init__(self, bandwidth_hours: float = 1.0, prior_weight: float = 1.0) -> None:
+        if bandwidth_hours <= 0 or prior_weight < 0:
+            raise ValueError("bandwidth_hours must be > 0 and prior_weight >= 0")
+        self.bandwidth_hours = bandwidth_hours
+        self.prior_weight = prior_weight
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        train = task.train
+        by_hour = np.zeros((24, task.num_pois))
+        np.add.at(by_hour, (train["hour"].to_numpy(), train["poi"].to_numpy()), 1.0)
+        d = np.abs(np.arange(24)[:, None] - np.arange(24)[None, :])
+        kernel = np.exp(-0.5 * (np.minimum(d, 24 - d) / self.bandwidth_hours) ** 2)  # [24, 24]
+        pop = by_hour.sum(0)
+        self.table_ = kernel @ by_hour + self.prior_weight * pop / max(pop.sum(), 1.0)  # [24, P]
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
+        return self.table_[queries.hour]
+
+
+class Markov(NextVisitModel):
+    """First-order Markov chain over POIs: ``P(j | i) = (C[i, j] + a p(j)) / (C[i, .] + a)``.
+
+    ``C`` counts consecutive training check-ins of the same user; ``p`` is the popularity
+    distribution (add-one smoothed), so a POI never seen after ``i`` still gets ``a p(j)`` and a
+    POI never seen at all falls back to popularity entirely.
+
+    Args:
+        smoothing: ``a``, pseudo-transitions spread by popularity.
+        max_gap_hours: pairs further apart than this are not transitions (a new trip).
+    """
+
+    name = "Markov (1st order)"
+
+    def __init__(self, smoothing: float = 1.0, max_gap_hours: float | None = None) -> None:
+        if smoothing <= 0:
+            raise ValueError(f"smoothing must be > 0, got {smoothing}")
+        self.smoothing = smoothing
+        self.max_gap_hours = max_gap_hours
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        src, dst = training_transitions(task, self.max_gap_hours)
+        P = task.num_pois
+        self.transitions_ = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(P, P))  # [P, P]
+        self.out_degree_ = np.asarray(self.transitions_.sum(axis=1)).ravel()  # [P]
+        pop = _train_counts(task) + 1.0
+        self.prior_ = pop / pop.sum()  # [P]
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
+        prev = queries.prev_poi
+        counts = self.transitions_[np.maximum(prev, 0)].toarray()  # [Q, P]
+        counts[prev < 0] = 0.0
+        a = self.smoothing
+        denom = np.where(prev >= 0, self.out_degree_[np.maximum(prev, 0)], 0.0) + a
+        return (counts + a * self.prior_[None, :]) / denom[:, None]
+
+
+def training_transitions(task: NextVisitTask, max_gap_hours: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(previous POI, next POI)`` of consecutive training check-ins of the same user."""
+    train = task.train  # sorted by user, then time
+    same_user = train["user"].to_numpy()[1:] == train["user"].to_numpy()[:-1]
+    if max_gap_hours is not None:
+        gap = np.diff(train["time"].to_numpy()) / 3600.0
+        same_user &= gap <= max_gap_hours
+    poi = train["poi"].to_numpy()
+    return poi[:-1][same_user], poi[1:][same_user]
+
+
+class DistancePopularity(NextVisitModel):
+    """Popularity discounted by distance from the previous place: ``p(i) exp(-d / l)``.
+
+    The decay length ``l`` is chosen from ``scales_km`` by the log-likelihood of training
+    transitions (the softmax over all POIs), so no test data is used.
+
+    Args:
+        scales_km: candidate decay lengths in km.
+        sample_size: training transitions used to choose ``l`` (a random sample; seeded).
+        seed: seed of that sample.
+    """
+
+    name = "Distance-aware popularity"
+
+    def __init__(self, scales_km: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0),
+                 sample_size: int = 5000, seed: int = 0) -> None:
+        if not scales_km or min(scales_km) <= 0:
+            raise ValueError("scales_km must hold positive lengths")
+        self.scales_km = tuple(scales_km)
+        self.sample_size = sample_size
+        self.seed = seed
+
+    def _distances(self, prev: np.ndarray) -> np.ndarray:
+        """``[Q, P]`` km from each previous POI to every candidate (0 where there is none)."""
+        pois = self.task.pois
+        lat, lon = pois["lat"].to_numpy(), pois["lon"].to_numpy()
+        safe = np.maximum(prev, 0)
+        dist = haversine_km(lat[safe][:, None], lon[safe][:, None], lat[None, :], lon[None, :])  # [Q, P]
+        dist[prev < 0] = 0.0  # no previous place: popularity alone
+        return dist
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        self.log_pop_ = np.log(_train_counts(task) + 1.0)  # add-one: unseen POIs stay rankable
+        src, dst = training_transitions(task)
+        rng = np.random.default_rng(self.seed)
+        take = rng.choice(len(src), size=min(self.sample_size, len(src)), replace=False)
+        src, dst = src[take], dst[take]
+        dist = self._distances(src)  # [S, P], computed once for every candidate length
+        self.log_likelihood_ = {}
+        for scale in self.scales_km:
+            logits = self.log_pop_[None, :] - dist / scale
+            top = logits.max(axis=1, keepdims=True)
+            log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            self.log_likelihood_[scale] = float((logits[np.arange(len(dst)), dst] - log_norm).mean())
+        self.scale_km_ = max(self.log_likelihood_, key=self.log_likelihood_.__getitem__)
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        return self.log_pop_[None, :] - self._distances(queries.prev_poi) / self.scale_km_
+
+
+class BayesUserPOI(NextVisitModel):
+    """``P(i | u) ∝ P(u | i) P(i)``, and with ``use_hour`` also ``× P(h | i)`` (naive Bayes).
+
+    With additive smoothing ``a``: ``P(u | i) = (C[u, i] + a) / (N_i + a U)`` and
+    ``P(h | i) = (C[h, i] + a) / (N_i + 24 a)``, ``P(i) = (N_i + 1) / (N + P)``. The user's
+    check-ins after training that fall in the query's history window are added to ``C[u, i]``
+    and to ``N_i`` alike.
+
+    Args:
+        smoothing: ``a``.
+        use_hour: multiply in ``P(h | i)``, treating user and hour as independent given the POI.
+    """
+
+    def __init__(self, smoothing: float = 0.01, use_hour: bool = False) -> None:
+        if smoothing <= 0:
+            raise ValueError(f"smoothing must be > 0, got {smoothing}")
+        self.smoothing = smoothing
+        self.use_hour = use_hour
+        self.name = "Bayes P(u|i)P(h|i)P(i)" if use_hour else "Bayes P(u|i)P(i)"
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        self.user_poi_ = _user_poi_counts(task)
+        n_i = _train_counts(task)
+        self.n_i_ = n_i
+        self.log_prior_ = np.log((n_i + 1.0) / (n_i.sum() + task.num_pois))  # [P]
+        train = task.train
+        by_hour = np.zeros((24, task.num_pois))
+        np.add.at(by_hour, (train["hour"].to_numpy(), train["poi"].to_numpy()), 1.0)
+        a = self.smoothing
+        self.log_hour_ = np.log((by_hour + a) / (n_i[None, :] + 24 * a))  # [24, P]
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        a, U = self.smoothing, self.task.num_users
+        later = _history_counts(queries, self.task.num_pois, exclude_train=True)  # [Q, P]
+        c_ui = self.user_poi_[queries.user].toarray() + later  # [Q, P]
+        # The user's check-ins after training join the POI's total too, so P(u | i) <= 1.
+        scores = np.log((c_ui + a) / (self.n_i_[None, :] + later + a * U)) + self.log_prior_[None, :]
+        if self.use_hour:
+            scores += self.log_hour_[queries.hour]
+        return scores
+
+
+@dataclass
+class _ALSState:
+    user_factors: np.ndarray  # [U, k]
+    item_factors: np.ndarray  # [P, k]
+
+
+class ImplicitALS(NextVisitModel):
+    """Matrix factorisation for implicit feedback by alternating least squares (Hu et al., 2008).
+
+    Minimises ``sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|x|^2 + |y|^2)`` with preference
+    ``p_ui = [r_ui > 0]`` and confidence ``c_ui = 1 + alpha r_ui`` (``r`` = visit counts). A user
+    with no training check-ins is *folded in*: their vector is solved from the POIs in their
+    history window against the fixed POI vectors.
+
+    Args:
+        factors: dimension ``k`` of the interest vectors.
+        reg: L2 penalty.
+        alpha: confidence per visit.
+        iterations: alternating sweeps.
+        seed: initialisation seed.
+        progress: show a progress bar over sweeps.
+    """
+
+    name = "Matrix factorisation (ALS)"
+
+    def __init__(self, factors: int = 64, reg: float = 10.0, alpha: float = 2.0, iterations: int = 10,
+                 seed: int = 0, progress: bool = True) -> None:
+        if factors < 1 or iterations < 1 or reg < 0 or alpha <= 0:
+            raise ValueError("need factors >= 1, iterations >= 1, reg >= 0 and alpha > 0")
+        self.factors, self.reg, self.alpha = factors, reg, alpha
+        self.iterations, self.seed, self.progress = iterations, seed, progress
+
+    @staticmethod
+    def _solve_side(fixed: np.ndarray, counts: sp.csr_matrix, alpha: float, reg: float) -> np.ndarray:
+        """Solve every row of ``counts`` for its vector, the other side held at ``fixed``."""
+        k = fixed.shape[1]
+        gram = fixed.T @ fixed + reg * np.eye(k)  # [k, k], shared by all rows
+        out = np.zeros((counts.shape[0], k))
+        indptr, indices, data = counts.indptr, counts.indices, counts.data
+        for row in range(counts.shape[0]):
+            items = indices[indptr[row]:indptr[row + 1]]
+            if len(items) == 0:
+                continue
+            conf = 1.0 + alpha * data[indptr[row]:indptr[row + 1]]  # [n]
+            Y = fixed[items]  # [n, k]
+            A = gram + (Y.T * (conf - 1.0)) @ Y  # [k, k]
+            b = Y.T @ conf  # [k]: preference is 1 on observed items
+            out[row] = np.linalg.solve(A, b)
+        return out
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        R = _user_poi_counts(task)  # [U, P]
+        rng = np.random.default_rng(self.seed)
+        k = self.factors
+        X = rng.normal(0, 0.01, (task.num_users, k))
+        Y = rng.normal(0, 0.01, (task.num_pois, k))
+        R_t = R.T.tocsr()
+        for _ in tqdm(range(self.iterations), desc="ALS sweeps", disable=not self.progress, leave=False):
+            X = self._solve_side(Y, R, self.alpha, self.reg)
+            Y = self._solve_side(X, R_t, self.alpha, self.reg)
+        self.state_ = _ALSState(user_factors=X, item_factors=Y)
+        self.user_seen_ = np.asarray(R.sum(axis=1)).ravel() > 0
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
+        X, Y = self.state_.user_factors, self.state_.item_factors
+        users = X[queries.user].copy()  # [Q, k]
+        cold = np.flatnonzero(~self.user_seen_[queries.user])
+        if len(cold):
+            window = sp.csr_matrix(_history_counts(queries.subset(cold), self.task.num_pois, exclude_train=False))
+            users[cold] = self._solve_side(Y, window, self.alpha, self.reg)
+        return users @ Y.T  # [Q, P]
+
+
+class TrueProbabilities(NextVisitModel):
+    """The synthetic city's generating probabilities: the Bayes-optimal ranking, a ceiling.
+
+    Not a model one could deploy -- it reads the simulator's hidden state (preferences, anchors).
+    Ranking by the true probability maximises expected Acc@k for every ``k``, so no model can
+    beat it in expectation. The previous check-in is taken from the cleaned log, which may
+    differ from the true previous visit where cleaning removed rows.
+
+    Args:
+        world: the :class:`~stlab.data.synthetic.SyntheticWorld` that generated the check-ins.
+    """
+
+    name = "Bayes-optimal (true probabilities)"
+
+    def __init__(self, world: SyntheticWorld) -> None:
+        self.world = world
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        world_pois = self.world.pois["poi_id"].to_numpy()
+        candidates = task.pois["poi_id"].to_numpy()
+        if not np.isin(candidates, world_pois).all():
+            raise ValueError("the task's POIs are not this world's POIs; build the task from world.checkins")
+        self.columns_ = np.searchsorted(world_pois, candidates)  # world column of each candidate
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        task = self.task
+        prev = queries.prev_poi
+        prev_ids = np.where(prev >= 0, task.pois["poi_id"].to_numpy()[np.maximum(prev, 0)], -1)
+        prev_time = pd.to_datetime(np.where(prev >= 0, queries.prev_time, 0), unit="s", utc=True)
+        log_probs = self.world.next_visit_log_probs(
+            task.user_ids[queries.user], pd.to_datetime(queries.time, unit="s", utc=True), prev_ids,
+            prev_time)  # [Q, world POIs]
+        return log_probs[:, self.columns_]
+
+
+def default_baselines(seed: int = 0, *, progress: bool = True) -> list[NextVisitModel]:
+    """The chapter's baselines with their default settings, crudest first."""
+    return [Popularity(), HourPopularity(), DistancePopularity(seed=seed), UserFrequency(), Markov(),
+            BayesUserPOI(), BayesUserPOI(use_hour=True), ImplicitALS(seed=seed, progress=progress)]
+
+
+__all__ = [
+    "BayesUserPOI", "DistancePopularity", "HourPopularity", "ImplicitALS", "Markov", "NextVisitModel",
+    "NotFittedError", "Popularity", "TrueProbabilities", "UserFrequency", "default_baselines", "training_transitions",
+]

@@ -1,0 +1,222 @@
+"""The next-visit task and the book's one evaluation protocol.
+
+**Task.** Given a user's check-ins up to time ``t``, rank *all* POIs for the user's check-in at
+``t`` (full ranking: no sampled negatives).
+
+**Protocol** (chapter 4; every later model is evaluated the same way):
+
+1. Clean the log (chapter 1) and split it chronologically (chapter 2, global temporal split by
+   default). Models are *fitted on training events only*.
+2. Each validation or test check-in is one query, except a user's very first check-in (there is
+   no history to condition on). A query carries the user, the time ``t`` and the user's last
+   ``history_len`` check-ins before ``t`` -- including earlier validation and test check-ins,
+   which a deployed system would have logged by then. Models read that history but never refit.
+3. Candidates are all POIs of the cleaned log. A POI first seen after training is still a
+   candidate; a model that cannot score it ranks it last (ties are counted pessimistically).
+4. Metrics: Acc@k (= Recall@k = HitRate@k, one relevant POI), NDCG@k and MRR
+   (:mod:`stlab.metrics`), reported overall and separately for users seen / unseen in training.
+
+Introduced in chapter 4 (Predicting the next visit); chapters 6, 7, 9 and the study reuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from stlab.metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks, top_k
+from stlab.splits import Split
+
+if TYPE_CHECKING:
+    from stlab.baselines import NextVisitModel
+
+Part = Literal["train", "val", "test"]
+_PART_CODE = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class NextVisitQueries:
+    """A batch of "where next?" questions, all arrays aligned on the query axis.
+
+    Attributes:
+        user: ``[Q]`` user index (``0 .. num_users - 1``).
+        time: ``[Q]`` int64 seconds since the epoch (UTC) of the check-in to predict.
+        hour: ``[Q]`` local hour of day of that check-in (0--23).
+        day_of_week: ``[Q]`` local day of week (Monday = 0).
+        history_poi: ``[Q, L]`` POI indices of the user's last ``L`` check-ins before ``t``, most
+            recent in the **last** column, ``-1`` where the user has fewer.
+        history_time: ``[Q, L]`` int64 seconds of those check-ins (0 where padded).
+        history_in_train: ``[Q, L]`` whether each history check-in is a training event (models
+            that count a user's training events use it to avoid counting them twice).
+        target: ``[Q]`` POI index of the check-in that happened.
+        user_seen: ``[Q]`` whether the user has any training check-in.
+    """
+
+    user: np.ndarray
+    time: np.ndarray
+    hour: np.ndarray
+    day_of_week: np.ndarray
+    history_poi: np.ndarray
+    history_time: np.ndarray
+    history_in_train: np.ndarray
+    target: np.ndarray
+    user_seen: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.user))
+
+    @property
+    def prev_poi(self) -> np.ndarray:
+        """``[Q]`` the previous POI (``-1`` if none)."""
+        return self.history_poi[:, -1]
+
+    @property
+    def prev_time(self) -> np.ndarray:
+        """``[Q]`` seconds of the previous check-in."""
+        return self.history_time[:, -1]
+
+    def subset(self, rows: np.ndarray | slice) -> NextVisitQueries:
+        """The queries at ``rows`` (a slice, boolean mask or index array)."""
+        return NextVisitQueries(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
+
+    def batches(self, batch_size: int) -> Iterator[NextVisitQueries]:
+        """Consecutive batches of at most ``batch_size`` queries."""
+        for start in range(0, len(self), batch_size):
+            yield self.subset(slice(start, start + batch_size))
+
+
+@dataclass(frozen=True)
+class NextVisitTask:
+    """Encoded check-ins, the split, and the candidate POIs: everything a model needs.
+
+    Attributes:
+        events: every cleaned check-in sorted by user then time, with integer ``user`` and
+            ``poi`` indices, ``time`` (int64 seconds), local ``hour``, ``day_of_week`` and ``part``
+            (0 train, 1 val, 2 test).
+        pois: ``[P]`` table of the candidates (``poi_id, lat, lon``), row ``i`` = POI index ``i``.
+        user_ids: ``[U]`` original user ids, position = user index.
+        timezone: local zone of the city (for hours and days).
+        history_len: ``L``, check-ins of history per query.
+        split: the split the parts come from.
+    """
+
+    events: pd.DataFrame
+    pois: pd.DataFrame
+    user_ids: np.ndarray
+    timezone: str
+    history_len: int
+    split: Split
+
+    @property
+    def num_users(self) -> int:
+        return int(len(self.user_ids))
+
+    @property
+    def num_pois(self) -> int:
+        return int(len(self.pois))
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """Training check-ins (encoded), the only events a model may fit on."""
+        return self.events[self.events["part"] == 0]
+
+    def queries(self, part: Part = "test") -> NextVisitQueries:
+        """One query per check-in of ``part`` that has at least one earlier check-in of its user."""
+        if part not in _PART_CODE:
+            raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")
+        ev = self.events
+        user = ev["user"].to_numpy()
+        poi = ev["poi"].to_numpy()
+        time = ev["time"].to_numpy()
+        in_train = (ev["part"] == 0).to_numpy()
+        position = ev.groupby("user", sort=False).cumcount().to_numpy()
+        rows = np.flatnonzero((ev["part"].to_numpy() == _PART_CODE[part]) & (position > 0))
+        L = self.history_len
+        lags = np.arange(L, 0, -1)  # oldest first, so the last column is the previous check-in
+        source = rows[:, None] - lags[None, :]  # [Q, L] row of each history check-in
+        valid = lags[None, :] <= position[rows][:, None]  # within the same user
+        safe = np.where(valid, source, 0)
+        seen_users = np.zeros(self.num_users, dtype=bool)
+        seen_users[user[in_train]] = True
+        return NextVisitQueries(
+            user=user[rows], time=time[rows], hour=ev["hour"].to_numpy()[rows],
+            day_of_week=ev["day_of_week"].to_numpy()[rows],
+            history_poi=np.where(valid, poi[safe], -1), history_time=np.where(valid, time[safe], 0),
+            history_in_train=valid & in_train[safe], target=poi[rows], user_seen=seen_users[user[rows]],
+        )
+
+
+def build_task(checkins: pd.DataFrame, split: Split, *, timezone: str = "UTC", history_len: int = 20) -> NextVisitTask:
+    """Encode cleaned check-ins and their split into a :class:`NextVisitTask`.
+
+    Args:
+        checkins: the cleaned log (``user_id, poi_id, timestamp, lat, lon``), the same rows the
+            split was made from.
+        split: from :func:`stlab.splits.temporal_split` or :func:`~stlab.splits.per_user_split`.
+        timezone: the city's zone, for local hours.
+        history_len: check-ins of history per query (``L``).
+    """
+    if history_len < 1:
+        raise ValueError(f"history_len must be at least 1, got {history_len}")
+    parts = []
+    for name, frame in (("train", split.train), ("val", split.val), ("test", split.test)):
+        parts.append(frame[["user_id", "poi_id", "timestamp"]].assign(part=_PART_CODE[name]))
+    events = pd.concat(parts, ignore_index=True)
+    if len(events) != len(checkins):
+        raise ValueError(f"the split holds {len(events):,} check-ins but the log {len(checkins):,}; "
+                         "split the same cleaned table you pass here")
+    pois = (checkins.groupby("poi_id", sort=True)[["lat", "lon"]].median().reset_index())
+    user_ids = np.sort(checkins["user_id"].unique())
+    events["user"] = np.searchsorted(user_ids, events["user_id"].to_numpy())
+    events["poi"] = np.searchsorted(pois["poi_id"].to_numpy(), events["poi_id"].to_numpy())
+    events["time"] = pd.DatetimeIndex(events["timestamp"]).as_unit("s").asi8
+    local = events["timestamp"].dt.tz_convert(timezone)
+    events["hour"] = local.dt.hour.astype(np.int64)
+    events["day_of_week"] = local.dt.day_of_week.astype(np.int64)
+    # Sort by user, then time; the part breaks ties so a training event precedes a test event
+    # logged in the same second.
+    events = events.sort_values(["user", "time", "part"], kind="stable", ignore_index=True)
+    return NextVisitTask(events=events, pois=pois, user_ids=user_ids, timezone=timezone,
+                         history_len=history_len, split=split)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate(model: NextVisitModel, queries: NextVisitQueries, ks: Sequence[int] = DEFAULT_KS, *,
+             batch_size: int = 1024) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on ``queries``, scoring one batch at a time.
+
+    Memory stays at ``batch_size x num_pois`` scores however many queries there are.
+    """
+    return ranking_metrics_from_ranks(query_ranks(model, queries, batch_size=batch_size), ks)
+
+
+def query_ranks(model: NextVisitModel, queries: NextVisitQueries, *, batch_size: int = 1024) -> np.ndarray:
+    """``[Q]`` rank of the true POI for each query (1 = ranked first)."""
+    parts = [target_ranks(model.score(batch), batch.target) for batch in queries.batches(batch_size)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def results_table(models: Sequence[NextVisitModel], queries: NextVisitQueries, ks: Sequence[int] = (1, 5, 10),
+                  *, by_user_seen: bool = True, batch_size: int = 1024) -> pd.DataFrame:
+    """One row per model: Acc@k, NDCG@k, MRR overall (and for seen / unseen users)."""
+    rows = []
+    for model in models:
+        ranks = query_ranks(model, queries, batch_size=batch_size)
+        row = {"model": model.name, **ranking_metrics_from_ranks(ranks, ks)}
+        if by_user_seen:
+            for label, mask in (("seen", queries.user_seen), ("unseen", ~queries.user_seen)):
+                if mask.any():
+                    row[f"MRR ({label} users)"] = ranking_metrics_from_ranks(ranks[mask], ks)["MRR"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def recommend(model: NextVisitModel, queries: NextVisitQueries, k: int = 10) -> np.ndarray:
+    """``[Q, k]`` POI indices, best first -- the shared ``recommend`` of every model."""
+    return np.concatenate([top_k(model.score(b), k) for b in queries.batches(1024)]) if len(queries) else (
+        np.empty((0, k), dtype=np.int64))

@@ -1,0 +1,74 @@
+"""The next-visit task: encoding, queries built from the past only, and streamed evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stlab.baselines import Popularity
+from stlab.protocol import build_task, evaluate, query_ranks, recommend, results_table
+from stlab.splits import per_user_split, temporal_split
+
+
+def _log() -> pd.DataFrame:
+    t0 = pd.Timestamp("2020-01-06 08:00", tz="UTC")
+    rows = [  # user, poi, hours after t0
+        (1, 10, 0), (1, 11, 1), (1, 10, 5), (1, 12, 30), (1, 10, 40),
+        (2, 11, 2), (2, 11, 3), (2, 12, 35), (2, 10, 41),
+        (3, 12, 36), (3, 11, 42),
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "poi_id", "h"])
+    frame["timestamp"] = t0 + pd.to_timedelta(frame.pop("h"), unit="h")
+    frame["lat"] = 40.7 + 0.01 * (frame["poi_id"] - 10)
+    frame["lon"] = -74.0
+    return frame.sort_values(["user_id", "timestamp"], ignore_index=True)
+
+
+def test_queries_hold_only_the_past():
+    log = _log()
+    split = temporal_split(log, val_frac=0.0, test_frac=0.3)
+    task = build_task(log, split, timezone="America/New_York", history_len=3)
+    assert task.num_pois == 3 and task.num_users == 3
+    q = task.queries("test")
+    # Test events (from 36 h on): user 1 at 40 h, user 2 at 41 h, user 3 at 36 h and 42 h; user
+    # 3's 36 h event is its first check-in (no history), so not a query.
+    assert len(q) == 3
+    assert (q.history_time.max(axis=1) < q.time).all()
+    for i in range(len(q)):
+        valid = q.history_poi[i] >= 0
+        times = q.history_time[i][valid]
+        assert np.all(np.diff(times) >= 0), "history is oldest first"
+    user3 = np.flatnonzero(q.user == 2)[0]
+    assert q.history_poi[user3].tolist() == [-1, -1, 2]  # its only earlier check-in (POI 12)
+    assert not q.user_seen[user3]
+    assert not q.history_in_train[user3].any()
+    # User 1's previous check-in before 40 h is POI 12 at 30 h, a training event.
+    u1 = np.flatnonzero(q.user == 0)[0]
+    assert q.prev_poi[u1] == 2 and q.history_in_train[u1, -1]
+    assert q.hour[u1] == (pd.Timestamp("2020-01-06 08:00", tz="UTC") + pd.Timedelta(hours=40)).tz_convert(
+        "America/New_York").hour
+
+
+def test_evaluate_streams_and_matches_one_batch():
+    log = _log()
+    task = build_task(log, per_user_split(log, val_frac=0.0, test_frac=0.4), history_len=2)
+    q = task.queries("test")
+    model = Popularity().fit(task)
+    assert np.array_equal(query_ranks(model, q, batch_size=1), query_ranks(model, q, batch_size=100))
+    out = evaluate(model, q, ks=(1, 3))
+    assert out["Acc@3"] == 1.0  # three candidates
+    assert recommend(model, q, k=2).shape == (len(q), 2)
+    table = results_table([model], q, ks=(1,))
+    assert list(table.index) == ["Popularity"]
+
+
+def test_bad_inputs_are_named():
+    log = _log()
+    split = temporal_split(log, val_frac=0.0, test_frac=0.3)
+    with pytest.raises(ValueError, match="history_len"):
+        build_task(log, split, history_len=0)
+    with pytest.raises(ValueError, match="split the same cleaned table"):
+        build_task(log.iloc[:-1], split)
+    with pytest.raises(ValueError, match="part must be"):
+        build_task(log, split).queries("future")  # type: ignore[arg-type]
