@@ -14,6 +14,12 @@ CHAPTER ?=
 PARAMS ?=
 PYTEST_ARGS ?=
 
+# Kernels run inside chapters/, so a relative data folder is made absolute here.
+ifneq ($(strip $(STLAB_DATA)),)
+override STLAB_DATA := $(abspath $(STLAB_DATA))
+export STLAB_DATA
+endif
+
 export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1

@@ -11,12 +11,15 @@ a string). Parameters the chapter's ``parameters`` cell does not define are refu
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from stlab.config import env_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
@@ -71,6 +74,9 @@ def rerun(chapter: str, params: dict[str, Any], output_dir: Path | None = None) 
     output_dir = output_dir or ROOT / "_build" / "runs"
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"{path.stem}{'-' + label if label else ''}.ipynb"
+    data = env_setting("data")
+    if data:  # the kernel runs inside chapters/, where a relative folder would point elsewhere
+        os.environ["STLAB_DATA"] = str(Path(data).expanduser().resolve())
     papermill.execute_notebook(notebook, str(output), parameters=params, kernel_name="python3",
                                cwd=str(path.parent), progress_bar=True)
     return output

@@ -21,6 +21,7 @@ BOOK_FILES: dict[str, list[str]] = {
     "gowalla-nyc": ["gowalla_events_nyc_bbox.tsv.gz", "gowalla_venues_nyc.tsv"],
     "taobao-userbehavior": ["UserBehavior_head.csv", "UserBehavior_flink_timesorted_slice.csv"],
     "movielens-100k": ["u.data", "u.user", "u.item", "u.genre"],
+    "uci-bike-sharing": ["hour.csv"],
 }
 
 
