@@ -220,3 +220,34 @@ def recommend(model: NextVisitModel, queries: NextVisitQueries, k: int = 10) -> 
     """``[Q, k]`` POI indices, best first -- the shared ``recommend`` of every model."""
     return np.concatenate([top_k(model.score(b), k) for b in queries.batches(1024)]) if len(queries) else (
         np.empty((0, k), dtype=np.int64))
+
+
+def prior_visit_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.ndarray:
+    """``[Q, P]`` the user's check-ins at each POI before ``t``, without looking ahead.
+
+    Training check-ins of the user strictly before ``t`` are counted from the log; later
+    check-ins (validation, test) only as far as they appear in the query's history window,
+    which is all a query carries. For a test query this equals
+    :class:`~stlab.baselines.UserFrequency`'s counts; for a training query it never counts the
+    target itself -- the leak a model would learn from if it were given full training counts.
+    """
+    ev = task.events
+    train_rows = np.flatnonzero((ev["part"] == 0).to_numpy())
+    train_user = ev["user"].to_numpy()[train_rows]
+    train_time = ev["time"].to_numpy()[train_rows]
+    train_poi = ev["poi"].to_numpy()[train_rows]
+    # Training rows are sorted by user, then time: a user's rows before t form one range.
+    start = np.searchsorted(train_user, queries.user, side="left")
+    end_user = np.searchsorted(train_user, queries.user, side="right")
+    end = np.empty_like(start)
+    for q in range(len(queries)):
+        end[q] = start[q] + np.searchsorted(train_time[start[q]:end_user[q]], queries.time[q], side="left")
+    lengths = end - start
+    rows = np.repeat(np.arange(len(queries)), lengths)
+    sources = np.concatenate([np.arange(s, e) for s, e in zip(start, end)]) if lengths.sum() else np.empty(0, int)
+    counts = np.zeros((len(queries), task.num_pois))
+    np.add.at(counts, (rows, train_poi[sources]), 1.0)
+    later = (queries.history_poi >= 0) & ~queries.history_in_train
+    q_idx, l_idx = np.nonzero(later)
+    np.add.at(counts, (q_idx, queries.history_poi[q_idx, l_idx]), 1.0)
+    return counts

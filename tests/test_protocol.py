@@ -72,3 +72,20 @@ def test_bad_inputs_are_named():
         build_task(log.iloc[:-1], split)
     with pytest.raises(ValueError, match="part must be"):
         build_task(log, split).queries("future")  # type: ignore[arg-type]
+
+
+def test_prior_visit_counts_never_count_the_target_or_the_future():
+    from stlab.baselines import UserFrequency
+    from stlab.protocol import prior_visit_counts
+
+    log = _log()
+    task = build_task(log, temporal_split(log, val_frac=0.0, test_frac=0.3), history_len=2)
+    train_q = task.queries("train")
+    counts = prior_visit_counts(task, train_q)
+    for i in range(len(train_q)):
+        user_events = task.events[(task.events["user"] == train_q.user[i]) & (task.events["time"] < train_q.time[i])]
+        expected = np.bincount(user_events["poi"], minlength=task.num_pois)
+        assert np.array_equal(counts[i], expected)
+    test_q = task.queries("test")
+    freq = UserFrequency(popularity_weight=0.0).fit(task).score(test_q)
+    assert np.array_equal(prior_visit_counts(task, test_q), freq)

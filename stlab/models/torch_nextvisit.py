@@ -24,7 +24,7 @@ from torch import nn
 from stlab.baselines import NextVisitModel
 from stlab.features import haversine_km
 from stlab.metrics import ranking_metrics_from_ranks, target_ranks
-from stlab.protocol import NextVisitQueries, NextVisitTask
+from stlab.protocol import NextVisitQueries, NextVisitTask, prior_visit_counts
 from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
 
 HOURS_PER_WEEK = 168
@@ -49,6 +49,10 @@ class RecurrentConfig:
         mixed_precision: (bool) autocast on CUDA.
         seed: (int) seed of initialisation and batch order.
         progress: (bool) progress bars.
+        repeat_term: (bool) add ``a log(1 + n_ui)`` to each POI's score, ``n_ui`` the user's
+            visits to it before ``t`` (:func:`stlab.protocol.prior_visit_counts`), with ``a``
+            learnt: people return to places, and a softmax over thousands of POIs learns that
+            slowly from embeddings alone.
     """
 
     cell: Literal["lstm", "gru"] = "lstm"
@@ -65,6 +69,7 @@ class RecurrentConfig:
     mixed_precision: bool = True
     seed: int = 0
     progress: bool = True
+    repeat_term: bool = True
 
 
 class RecurrentNet(nn.Module):
@@ -73,7 +78,7 @@ class RecurrentNet(nn.Module):
     Shapes:
         - ``poi``: ``[B, L]`` POI index + 1 (0 = padding); ``how``: ``[B, L]`` hour of week;
           ``cont``: ``[B, L, 2]`` log-gap and log-distance; ``target_how``: ``[B]``;
-          ``target_gap``: ``[B, 1]``.
+          ``target_gap``: ``[B, 1]``; ``visit_counts``: ``[B, P]`` (optional).
         - output: ``[B, P]`` logits.
     """
 
@@ -87,15 +92,19 @@ class RecurrentNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(config.hidden_size + config.time_dim + 1, config.hidden_size), nn.ReLU(),
             nn.Linear(config.hidden_size, num_pois))
+        self.repeat_weight = nn.Parameter(torch.ones(())) if config.repeat_term else None
 
     def forward(self, poi: torch.Tensor, how: torch.Tensor, cont: torch.Tensor, target_how: torch.Tensor,
-                target_gap: torch.Tensor) -> torch.Tensor:
+                target_gap: torch.Tensor, visit_counts: torch.Tensor | None = None) -> torch.Tensor:
         steps = torch.cat([self.poi_embedding(poi), self.time_embedding(how), cont], dim=-1)  # [B, L, E]
         # Histories are left-padded (most recent last), so the last output has read every step.
         output, _ = self.rnn(steps)  # [B, L, H]
         last = self.dropout(output[:, -1])  # [B, H]
         joined = torch.cat([last, self.time_embedding(target_how), target_gap], dim=-1)
-        return self.head(joined)  # [B, P]
+        logits = self.head(joined)  # [B, P]
+        if self.repeat_weight is not None and visit_counts is not None:
+            logits = logits + self.repeat_weight * torch.log1p(visit_counts)
+        return logits
 
 
 def local_hour_of_week(seconds: np.ndarray, timezone: str) -> np.ndarray:
@@ -141,7 +150,8 @@ class RecurrentNextVisit(NextVisitModel):
         seed_everything(cfg.seed)
         self.device_ = select_device(cfg.device)
         self.net_ = RecurrentNet(task.num_pois, cfg).to(self.device_)
-        train = encode_queries(task, task.queries("train"))
+        train_queries = task.queries("train")
+        train = encode_queries(task, train_queries)
         val_queries = task.queries("val")
         generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -149,11 +159,12 @@ class RecurrentNextVisit(NextVisitModel):
             order = torch.randperm(len(train[0]), generator=generator)
             for start in range(0, len(order), cfg.batch_size):
                 rows = order[start:start + cfg.batch_size]
-                yield tuple(t[rows] for t in train)
+                counts = self._counts(train_queries.subset(rows.numpy()))
+                yield (*(t[rows] for t in train), counts)
 
         def loss_fn(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            *inputs, target = batch
-            return nn.functional.cross_entropy(net(*inputs), target)
+            *inputs, target, counts = batch
+            return nn.functional.cross_entropy(net(*inputs, counts), target)
 
         def validate(net: nn.Module) -> float:
             return ranking_metrics_from_ranks(self._ranks(val_queries), ks=(10,))["MRR"]
@@ -167,6 +178,11 @@ class RecurrentNextVisit(NextVisitModel):
         self.net_.eval()
         return self
 
+    def _counts(self, queries: NextVisitQueries) -> torch.Tensor | None:
+        if not self.config.repeat_term:
+            return None
+        return torch.from_numpy(prior_visit_counts(self.task, queries).astype(np.float32))
+
     def _ranks(self, queries: NextVisitQueries) -> np.ndarray:
         parts = [target_ranks(self.score(batch), batch.target) for batch in queries.batches(1024)]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
@@ -174,10 +190,12 @@ class RecurrentNextVisit(NextVisitModel):
     def score(self, queries: NextVisitQueries) -> np.ndarray:
         self._check_fitted()
         *inputs, _ = encode_queries(self.task, queries)
+        counts = self._counts(queries)
         was_training = self.net_.training
         self.net_.eval()
         with torch.no_grad():
-            logits = self.net_(*(t.to(self.device_) for t in inputs)).float().cpu().numpy()
+            logits = self.net_(*(t.to(self.device_) for t in inputs),
+                               None if counts is None else counts.to(self.device_)).float().cpu().numpy()
         self.net_.train(was_training)
         return logits.astype(np.float64)
 
