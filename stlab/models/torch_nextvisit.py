@@ -92,7 +92,9 @@ class RecurrentNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(config.hidden_size + config.time_dim + 1, config.hidden_size), nn.ReLU(),
             nn.Linear(config.hidden_size, num_pois))
-        self.repeat_weight = nn.Parameter(torch.ones(())) if config.repeat_term else None
+        # Started large: one visit then outweighs the untrained head, and the network learns
+        # corrections to "go where you have been" rather than rediscovering it.
+        self.repeat_weight = nn.Parameter(torch.tensor(5.0)) if config.repeat_term else None
 
     def forward(self, poi: torch.Tensor, how: torch.Tensor, cont: torch.Tensor, target_how: torch.Tensor,
                 target_gap: torch.Tensor, visit_counts: torch.Tensor | None = None) -> torch.Tensor:
