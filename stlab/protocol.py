@@ -67,7 +67,7 @@ class NextVisitQueries:
     user_seen: np.ndarray
 
     def __len__(self) -> int:
-        return int(len(self.user))
+        return len(self.user)
 
     @property
     def prev_poi(self) -> np.ndarray:
@@ -113,11 +113,11 @@ class NextVisitTask:
 
     @property
     def num_users(self) -> int:
-        return int(len(self.user_ids))
+        return len(self.user_ids)
 
     @property
     def num_pois(self) -> int:
-        return int(len(self.pois))
+        return len(self.pois)
 
     @property
     def train(self) -> pd.DataFrame:

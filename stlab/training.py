@@ -95,7 +95,7 @@ class EarlyStopping:
         return self.bad_epochs > self.patience
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, **metadata: float | int | str) -> Path:
+def save_checkpoint(path: str | Path, model: nn.Module, **metadata: float | str) -> Path:
     """Write the model's weights (and plain metadata) atomically: a temporary file, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
