@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from stlab.reporting import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("[0-9][0-9]-*.md"))
 
@@ -70,8 +72,7 @@ def main() -> int:
              "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     table = "\n".join(lines)
     print(table)
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "book.md").write_text(f"# Book timings\n\n{table}\n")
+    write_report(ROOT / "benchmarks" / "results" / "book.md", f"# Book timings\n\n{table}\n")
     return 0
 
 

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from stlab.reporting import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DAYS, TRAIN_WEEKS, HORIZON = 21, 8, 24
 MODELS = {"SARIMAX(1,0,1)(1,0,0,24)": ((1, 0, 1), (1, 0, 0, 24)),
@@ -79,8 +81,7 @@ def main() -> int:
                      f"{metrics['coverage']:.3f} |")
     table = "\n".join(lines)
     print(table)
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "sarima.md").write_text(f"# Rolling-origin SARIMA: refit or reuse\n\n{table}\n")
+    write_report(ROOT / "benchmarks" / "results" / "sarima.md", f"# Rolling-origin SARIMA: refit or reuse\n\n{table}\n")
     return 0
 
 

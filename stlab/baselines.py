@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from stlab.data.synthetic import SyntheticWorld
 from stlab.features import haversine_km
 from stlab.metrics import top_k
-from stlab.protocol import NextVisitQueries, NextVisitTask
+from stlab.protocol import NextVisitQueries, NextVisitTask, prior_visit_counts
 
 
 class NotFittedError(RuntimeError):
@@ -60,9 +60,10 @@ class NextVisitModel(ABC):
     def score(self, queries: NextVisitQueries) -> np.ndarray:
         """``[Q, P]`` scores of every candidate POI for each query."""
 
-    def recommend(self, queries: NextVisitQueries, k: int = 10) -> np.ndarray:
-        """``[Q, k]`` POI indices, best first."""
-        return top_k(self.score(queries), k)
+    def recommend(self, queries: NextVisitQueries, k: int = 10, *, batch_size: int = 1024) -> np.ndarray:
+        """``[Q, k]`` POI indices, best first (scored a batch at a time)."""
+        parts = [top_k(self.score(batch), k) for batch in queries.batches(batch_size)]
+        return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
 
     def _check_fitted(self) -> None:
         self.task  # noqa: B018 -- the property raises NotFittedError
@@ -103,15 +104,6 @@ def _history_counts(queries: NextVisitQueries, num_pois: int, *, exclude_train: 
     return counts
 
 
-def _online_user_counts(task: NextVisitTask, user_poi: sp.csr_matrix, queries: NextVisitQueries) -> np.ndarray:
-    """``[Q, P]`` the user's visits before ``t``: training counts plus later ones in the window.
-
-    History check-ins after the training cutoff are counted from the query's window, so counts
-    are complete for the last ``L`` such check-ins (older post-cutoff ones are not seen).
-    """
-    return user_poi[queries.user].toarray() + _history_counts(queries, task.num_pois, exclude_train=True)
-
-
 # --------------------------------------------------------------------------- models
 
 class Popularity(NextVisitModel):
@@ -146,13 +138,12 @@ class UserFrequency(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        self.user_poi_ = _user_poi_counts(task)
         pop = _train_counts(task)
         self.tiebreak_ = self.popularity_weight * pop / max(pop.max(), 1.0)  # [P] in [0, w]
         return self
 
     def score(self, queries: NextVisitQueries) -> np.ndarray:
-        return _online_user_counts(self.task, self.user_poi_, queries) + self.tiebreak_[None, :]
+        return prior_visit_counts(self.task, queries) + self.tiebreak_[None, :]
 
 
 class HourPopularity(NextVisitModel):
@@ -313,7 +304,6 @@ class BayesUserPOI(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        self.user_poi_ = _user_poi_counts(task)
         n_i = _train_counts(task)
         self.n_i_ = n_i
         self.log_prior_ = np.log((n_i + 1.0) / (n_i.sum() + task.num_pois))  # [P]
@@ -327,7 +317,7 @@ class BayesUserPOI(NextVisitModel):
     def score(self, queries: NextVisitQueries) -> np.ndarray:
         a, U = self.smoothing, self.task.num_users
         later = _history_counts(queries, self.task.num_pois, exclude_train=True)  # [Q, P]
-        c_ui = self.user_poi_[queries.user].toarray() + later  # [Q, P]
+        c_ui = prior_visit_counts(self.task, queries)  # [Q, P], includes `later`
         # The user's check-ins after training join the POI's total too, so P(u | i) <= 1.
         scores = np.log((c_ui + a) / (self.n_i_[None, :] + later + a * U)) + self.log_prior_[None, :]
         if self.use_hour:

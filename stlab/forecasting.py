@@ -1032,6 +1032,13 @@ class RollingOriginResult:
                          name=self.name)
 
 
+def _scale_or_nan(column: np.ndarray, season: int) -> float:
+    try:
+        return seasonal_naive_scale(column, season)
+    except ValueError:  # constant at lag `season`: MASE undefined for this series
+        return float("nan")
+
+
 def rolling_origin(y: np.ndarray | pd.Series | pd.DataFrame, make_forecaster: Callable[[], Forecaster], initial: int,
                    horizon: int = 24, step: int = 24, exog: np.ndarray | pd.DataFrame | None = None,
                    level: float = 0.9, progress: bool = True, *, season: int = 24,
@@ -1089,8 +1096,7 @@ def rolling_origin(y: np.ndarray | pd.Series | pd.DataFrame, make_forecaster: Ca
         starts = starts[:max_origins]
     train = values[:initial].reshape(initial, -1)  # [initial, N]
     # A series constant at lag `season` in training has no scale; it is left out of MASE (NaN).
-    scale = np.array([seasonal_naive_scale(train[:, j], season) if np.nanmean(np.abs(
-        train[season:, j] - train[:-season, j])) > 0 else np.nan for j in range(train.shape[1])])
+    scale = np.array([_scale_or_nan(train[:, j], season) for j in range(train.shape[1])])
     scale = scale[0] if values.ndim == 1 else scale
 
     from tqdm.auto import tqdm

@@ -15,7 +15,7 @@ Introduced in chapters 3 (Counting behaviour over time) and 4 (Predicting the ne
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,12 +81,6 @@ def ranking_metrics(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int] =
                     chunk_size: int = 2048) -> dict[str, float]:
     """Acc@k, NDCG@k and MRR of a full score matrix. See :func:`target_ranks`."""
     return ranking_metrics_from_ranks(target_ranks(scores, targets, chunk_size=chunk_size), ks)
-
-
-def streamed_ranks(score_chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Ranks from ``(scores [B, P], targets [B])`` chunks, so no full matrix is ever held."""
-    parts = [target_ranks(s, t) for s, t in score_chunks]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -193,6 +187,6 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 __all__ = [
     "DEFAULT_KS", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae", "mase",
-    "ranking_metrics", "ranking_metrics_from_ranks", "rmse", "seasonal_naive_scale", "smape", "streamed_ranks",
+    "ranking_metrics", "ranking_metrics_from_ranks", "rmse", "seasonal_naive_scale", "smape",
     "target_ranks", "top_k",
 ]

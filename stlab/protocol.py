@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from stlab.metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks, top_k
+from stlab.metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks
 from stlab.splits import Split
 
 if TYPE_CHECKING:
@@ -216,12 +216,6 @@ def results_table(models: Sequence[NextVisitModel], queries: NextVisitQueries, k
     return pd.DataFrame(rows).set_index("model")
 
 
-def recommend(model: NextVisitModel, queries: NextVisitQueries, k: int = 10) -> np.ndarray:
-    """``[Q, k]`` POI indices, best first -- the shared ``recommend`` of every model."""
-    return np.concatenate([top_k(model.score(b), k) for b in queries.batches(1024)]) if len(queries) else (
-        np.empty((0, k), dtype=np.int64))
-
-
 def prior_visit_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.ndarray:
     """``[Q, P]`` the user's check-ins at each POI before ``t``, without looking ahead.
 
@@ -236,12 +230,11 @@ def prior_visit_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.nda
     train_user = ev["user"].to_numpy()[train_rows]
     train_time = ev["time"].to_numpy()[train_rows]
     train_poi = ev["poi"].to_numpy()[train_rows]
-    # Training rows are sorted by user, then time: a user's rows before t form one range.
+    # Training rows are sorted by user, then time, so (user, time) keys are sorted too and one
+    # search finds where each query's "before t" range of its user ends.
+    key_scale = np.int64(1) << 34  # above any time in seconds until the year 2514
     start = np.searchsorted(train_user, queries.user, side="left")
-    end_user = np.searchsorted(train_user, queries.user, side="right")
-    end = np.empty_like(start)
-    for q in range(len(queries)):
-        end[q] = start[q] + np.searchsorted(train_time[start[q]:end_user[q]], queries.time[q], side="left")
+    end = np.searchsorted(train_user * key_scale + train_time, queries.user * key_scale + queries.time, side="left")
     lengths = end - start
     rows = np.repeat(np.arange(len(queries)), lengths)
     sources = np.concatenate([np.arange(s, e) for s, e in zip(start, end)]) if lengths.sum() else np.empty(0, int)

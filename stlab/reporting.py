@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+from pathlib import Path
 
 import pandas as pd
 
@@ -43,3 +44,13 @@ def provenance(data: pd.DataFrame | None = None, *, dataset: str = "", seed: int
         info[package] = _version(package)
     info["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"
     return pd.Series(info, name="provenance")
+
+
+def write_report(path: str | Path, text: str) -> Path:
+    """Write a results file atomically (a temporary file, then a rename), creating its folder."""
+    from stlab.data.fetch import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+    return path

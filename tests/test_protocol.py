@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stlab.baselines import Popularity
-from stlab.protocol import build_task, evaluate, query_ranks, recommend, results_table
+from stlab.protocol import build_task, evaluate, query_ranks, results_table
 from stlab.splits import per_user_split, temporal_split
 
 
@@ -58,7 +58,7 @@ def test_evaluate_streams_and_matches_one_batch():
     assert np.array_equal(query_ranks(model, q, batch_size=1), query_ranks(model, q, batch_size=100))
     out = evaluate(model, q, ks=(1, 3))
     assert out["Acc@3"] == 1.0  # three candidates
-    assert recommend(model, q, k=2).shape == (len(q), 2)
+    assert model.recommend(q, k=2, batch_size=1).shape == (len(q), 2)
     table = results_table([model], q, ks=(1,))
     assert list(table.index) == ["Popularity"]
 

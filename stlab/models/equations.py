@@ -51,16 +51,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- LSTM
 
 @dataclass
-class LSTMWeights:
-    """Weights of one LSTM layer, gates stacked ``(i, f, g, o)``.
-
-    Shapes:
-        W_x: ``[4H, D]``; W_h: ``[4H, H]``; b: ``[4H]``.
-    """
+class _RecurrentWeights:
+    """Input and recurrent matrices shared by the LSTM and GRU weights (gates stacked on rows)."""
 
     W_x: np.ndarray
     W_h: np.ndarray
-    b: np.ndarray
 
     @property
     def hidden_size(self) -> int:
@@ -69,6 +64,17 @@ class LSTMWeights:
     @property
     def input_size(self) -> int:
         return int(self.W_x.shape[1])
+
+
+@dataclass
+class LSTMWeights(_RecurrentWeights):
+    """Weights of one LSTM layer, gates stacked ``(i, f, g, o)``.
+
+    Shapes:
+        W_x: ``[4H, D]``; W_h: ``[4H, H]``; b: ``[4H]``.
+    """
+
+    b: np.ndarray
 
     @classmethod
     def init(cls, input_size: int, hidden_size: int, *, seed: int = 0, dtype: type = np.float64) -> LSTMWeights:
@@ -200,25 +206,15 @@ def split_concatenated(W: np.ndarray, b: np.ndarray, hidden_size: int) -> LSTMWe
 # --------------------------------------------------------------------------- GRU
 
 @dataclass
-class GRUWeights:
+class GRUWeights(_RecurrentWeights):
     """Weights of one GRU layer ("reset after"), gates stacked ``(r, z, n)`` as in PyTorch.
 
     Shapes:
         W_x: ``[3H, D]``; W_h: ``[3H, H]``; b_x: ``[3H]``; b_h: ``[3H]``.
     """
 
-    W_x: np.ndarray
-    W_h: np.ndarray
     b_x: np.ndarray
     b_h: np.ndarray
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.W_h.shape[1])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.W_x.shape[1])
 
     @classmethod
     def init(cls, input_size: int, hidden_size: int, *, seed: int = 0, dtype: type = np.float64) -> GRUWeights:

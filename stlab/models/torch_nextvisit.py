@@ -23,8 +23,13 @@ from torch import nn
 
 from stlab.baselines import NextVisitModel
 from stlab.features import haversine_km
-from stlab.metrics import ranking_metrics_from_ranks, target_ranks
-from stlab.protocol import NextVisitQueries, NextVisitTask, prior_visit_counts
+from stlab.metrics import ranking_metrics_from_ranks
+from stlab.protocol import (
+    NextVisitQueries,
+    NextVisitTask,
+    prior_visit_counts,
+    query_ranks,
+)
 from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
 
 HOURS_PER_WEEK = 168
@@ -169,7 +174,7 @@ class RecurrentNextVisit(NextVisitModel):
             return nn.functional.cross_entropy(net(*inputs, counts), target)
 
         def validate(net: nn.Module) -> float:
-            return ranking_metrics_from_ranks(self._ranks(val_queries), ks=(10,))["MRR"]
+            return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
 
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.history_ = train_epochs(
@@ -184,10 +189,6 @@ class RecurrentNextVisit(NextVisitModel):
         if not self.config.repeat_term:
             return None
         return torch.from_numpy(prior_visit_counts(self.task, queries).astype(np.float32))
-
-    def _ranks(self, queries: NextVisitQueries) -> np.ndarray:
-        parts = [target_ranks(self.score(batch), batch.target) for batch in queries.batches(1024)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def score(self, queries: NextVisitQueries) -> np.ndarray:
         self._check_fitted()
