@@ -28,4 +28,3 @@ def test_bad_values_are_named(monkeypatch):
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STLAB_CACHE", str(tmp_path))
     assert cache_dir() == tmp_path
-
