@@ -244,3 +244,30 @@ def prior_visit_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.nda
     q_idx, l_idx = np.nonzero(later)
     np.add.at(counts, (q_idx, queries.history_poi[q_idx, l_idx]), 1.0)
     return counts
+
+
+def prior_transition_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.ndarray:
+    """``[Q, P]`` how often training check-ins went from the query's previous POI to each POI,
+    counting only moves that ended strictly before ``t``.
+
+    For validation and test queries that is every training move out of the previous POI -- what
+    :class:`~stlab.baselines.Markov` counts. For a training query it excludes its own move and
+    every later one, so a model trained on these counts never sees the answer among its inputs.
+    Moves are consecutive training check-ins of one user.
+    """
+    train = task.train  # sorted by user, then time
+    user, time, poi = (train[c].to_numpy() for c in ("user", "time", "poi"))
+    same_user = user[1:] == user[:-1]
+    source, dest, arrival = poi[:-1][same_user], poi[1:][same_user], time[1:][same_user]
+    order = np.lexsort((arrival, source))
+    source, dest, arrival = source[order], dest[order], arrival[order]
+    key_scale = np.int64(1) << 34  # as in prior_visit_counts
+    prev = queries.prev_poi
+    start = np.searchsorted(source, prev, side="left")
+    end = np.searchsorted(source * key_scale + arrival, prev * key_scale + queries.time, side="left")
+    lengths = np.maximum(end - start, 0)
+    rows = np.repeat(np.arange(len(queries)), lengths)
+    moves = np.concatenate([np.arange(s, s + n) for s, n in zip(start, lengths)]) if lengths.sum() else np.empty(0, int)
+    counts = np.zeros((len(queries), task.num_pois))
+    np.add.at(counts, (rows, dest[moves]), 1.0)
+    return counts

@@ -89,3 +89,32 @@ def test_prior_visit_counts_never_count_the_target_or_the_future():
     test_q = task.queries("test")
     freq = UserFrequency(popularity_weight=0.0).fit(task).score(test_q)
     assert np.array_equal(prior_visit_counts(task, test_q), freq)
+
+
+def test_prior_transition_counts_only_count_earlier_training_moves():
+    from stlab.baselines import Markov
+    from stlab.protocol import prior_transition_counts
+
+    log = _log()
+    task = build_task(log, temporal_split(log, val_frac=0.0, test_frac=0.3), history_len=2)
+    train = task.train
+    same = train["user"].to_numpy()[1:] == train["user"].to_numpy()[:-1]
+    moves = pd.DataFrame({"source": train["poi"].to_numpy()[:-1][same], "dest": train["poi"].to_numpy()[1:][same],
+                          "arrival": train["time"].to_numpy()[1:][same]})
+    for part in ("train", "test"):
+        q = task.queries(part)
+        counts = prior_transition_counts(task, q)
+        for i in range(len(q)):  # a loop over moves, independent of the vectorised search
+            earlier = moves[(moves["source"] == q.prev_poi[i]) & (moves["arrival"] < q.time[i])]
+            assert np.array_equal(counts[i], np.bincount(earlier["dest"], minlength=task.num_pois))
+    # Test queries see every training move, as the Markov baseline does.
+    test_q = task.queries("test")
+    markov = Markov(smoothing=1e-12).fit(task).score(test_q)
+    counts = prior_transition_counts(task, test_q)
+    rows = counts.sum(1) > 0
+    np.testing.assert_allclose(markov[rows], counts[rows] / counts[rows].sum(1, keepdims=True), atol=1e-9)
+    # A training query never counts its own move.
+    train_q = task.queries("train")
+    own = prior_transition_counts(task, train_q)[np.arange(len(train_q)), train_q.target]
+    full = np.array([((moves["source"] == p) & (moves["dest"] == t)).sum() for p, t in zip(train_q.prev_poi, train_q.target)])
+    assert len(train_q) and (own < full).all()

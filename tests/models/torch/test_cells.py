@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from stlab.models.equations import LSTMWeights, lstm_backward, lstm_forward, lstm_to_torch_state  # noqa: E402
-from stlab.models.torch_cells import ScratchLSTM, gradient_norm_by_lag  # noqa: E402
+from stlab.models.torch.cells import ScratchLSTM, gradient_norm_by_lag  # noqa: E402
 
 
 def test_scratch_lstm_equals_nn_lstm_and_numpy():

@@ -1,0 +1,6 @@
+"""PyTorch models of the book (importing this package imports ``torch``).
+
+* :mod:`stlab.models.torch.cells` -- an LSTM cell from its equations; vanishing gradients (chapter 5).
+* :mod:`stlab.models.torch.nextvisit` -- the recurrent next-POI model (chapter 7).
+* :mod:`stlab.models.torch.forecast` -- the multi-horizon recurrent forecaster (chapter 7).
+"""
