@@ -27,7 +27,7 @@ from stlab.models.recurrent import (
     popularity_prior,
 )
 from stlab.protocol import NextVisitQueries, NextVisitTask, query_ranks
-from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
+from stlab.training import EarlyStopping, load_checkpoint, seed_everything, select_device, train_epochs
 
 # The order of tensors in a batch: the network's inputs, then the target.
 INPUT_FIELDS = ("poi", "hour_of_week", "continuous", "target_hour_of_week", "target_gap",
@@ -81,6 +81,25 @@ def next_visit_loader(task: NextVisitTask, queries: NextVisitQueries, *, batch_s
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_keep_batch)
 
 
+def last_state(rnn: nn.LSTM | nn.GRU, steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[B, H]`` the recurrent state after each sequence's last *real* step.
+
+    ``steps`` is ``[B, L, E]`` left-padded (real steps at the end). Padding steps must not touch
+    the state -- running an LSTM over them would move it away from zero through the biases --
+    so each row is rotated to put its real steps first and the batch is *packed*: the network then
+    stops at each sequence's own length. Keras gets the same effect from a mask.
+    """
+    batch, length = steps.shape[:2]
+    lengths = lengths.clamp(min=1)
+    # Row b's real steps sit at L - n_b .. L - 1; index (j + L - n_b) mod L moves them to 0 .. n_b - 1.
+    index = (torch.arange(length, device=steps.device)[None, :] + (length - lengths)[:, None]) % length  # [B, L]
+    right_padded = torch.gather(steps, 1, index[:, :, None].expand(-1, -1, steps.shape[2]))
+    packed = nn.utils.rnn.pack_padded_sequence(right_padded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    _, state = rnn(packed)
+    hidden = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c); GRU returns h
+    return hidden[-1]  # [B, H]: the last layer
+
+
 class RecurrentNet(nn.Module):
     """Embeddings -> LSTM/GRU -> gated mixture of repeat, transition and explore distributions.
 
@@ -112,8 +131,7 @@ class RecurrentNet(nn.Module):
                target_hour_of_week: torch.Tensor, target_gap: torch.Tensor) -> torch.Tensor:
         """``[B, H + time_dim + 1]`` the history's summary joined with the query's time."""
         steps = torch.cat([self.poi_embedding(poi), self.time_embedding(hour_of_week), continuous], dim=-1)  # [B, L, E]
-        output, _ = self.rnn(steps)  # [B, L, H]
-        last = self.dropout(output[:, -1])  # [B, H]: left padding, so the last step is the most recent
+        last = self.dropout(last_state(self.rnn, steps, lengths=(poi > 0).sum(dim=1)))  # [B, H]
         return torch.cat([last, self.time_embedding(target_hour_of_week), target_gap], dim=-1)
 
     def gate_logits(self, joined: torch.Tensor, visit_counts: torch.Tensor | None,
@@ -201,6 +219,19 @@ class RecurrentNextVisit(NextVisitModel):
         self.net_.eval()
         return self
 
+    def load(self, task: NextVisitTask, path: str) -> Self:
+        """Rebuild the network for ``task`` and load weights saved by a ``fit`` with a checkpoint.
+
+        The file is read with ``torch.load(weights_only=True)``: tensors and plain containers
+        only, so a tampered file cannot run code. ``history_`` is not restored.
+        """
+        self._task = task
+        self.device_ = select_device(self.config.device)
+        self.net_ = RecurrentNet(task.num_pois, popularity_prior(task), self.config).to(self.device_)
+        self.checkpoint_metadata_ = load_checkpoint(path, self.net_, map_location=self.device_)
+        self.net_.eval()
+        return self
+
     def _tensors(self, queries: NextVisitQueries) -> Iterator[torch.Tensor | None]:
         inputs: NextVisitInputs = encode_next_visit(self.task, queries, counts=self._uses_counts)
         for name in INPUT_FIELDS:
@@ -225,4 +256,4 @@ class RecurrentNextVisit(NextVisitModel):
             return self.net_.mixture_weights(*self._tensors(queries)).cpu().numpy()
 
 
-__all__ = ["INPUT_FIELDS", "NextVisitDataset", "RecurrentNet", "RecurrentNextVisit", "next_visit_loader"]
+__all__ = ["INPUT_FIELDS", "NextVisitDataset", "RecurrentNet", "RecurrentNextVisit", "last_state", "next_visit_loader"]

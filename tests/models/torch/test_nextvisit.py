@@ -99,3 +99,31 @@ def test_one_epoch_fits_scores_and_reproduces(task, cell, tmp_path):
     assert weights.shape == (len(q), 3) and np.allclose(weights.sum(1), 1.0)
     again = RecurrentNextVisit(config).fit(task).score(q)
     np.testing.assert_array_equal(scores, again)
+
+
+@pytest.mark.parametrize("rnn_class", [torch.nn.LSTM, torch.nn.GRU])
+def test_padding_never_touches_the_state(rnn_class):
+    from stlab.models.torch.nextvisit import last_state
+
+    torch.manual_seed(0)
+    rnn = rnn_class(3, 5, batch_first=True).double()
+    lengths = torch.tensor([4, 1, 2])
+    steps = torch.randn(3, 4, 3, dtype=torch.float64)
+    for b, n in enumerate(lengths):  # left padding: garbage before the real steps must not matter
+        steps[b, : 4 - n] = 1e3
+    got = last_state(rnn, steps, lengths)
+    for b, n in enumerate(lengths):
+        _, state = rnn(steps[b : b + 1, 4 - n :])  # the real steps alone, no padding at all
+        alone = state[0] if isinstance(state, tuple) else state
+        torch.testing.assert_close(got[b], alone[-1, 0], atol=1e-12, rtol=0)
+
+
+def test_load_restores_the_checkpointed_model(task, tmp_path):
+    config = RecurrentConfig(poi_dim=8, time_dim=4, hidden_size=16, num_epochs=2, batch_size=64, device="cpu",
+                             progress=False)
+    path = str(tmp_path / "best.pt")
+    fitted = RecurrentNextVisit(config, checkpoint=path).fit(task)
+    q = task.queries("test")
+    loaded = RecurrentNextVisit(config).load(task, path)
+    np.testing.assert_array_equal(loaded.score(q), fitted.score(q))
+    assert loaded.checkpoint_metadata_["epoch"] >= 1
