@@ -31,7 +31,7 @@ help:
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic seed=1\""
 	@echo "make data      fetch and verify every registered data set that can be reached"
-	@echo "make bench     time the book build, each chapter, the tests and rolling-origin SARIMA"
+	@echo "make bench     time the book build, each chapter, the tests, rolling-origin SARIMA and recurrent training"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -57,7 +57,8 @@ book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 	@echo "Book built: _build/html/index.html   (execution reports, if any: _build/html/reports/)"
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	@# Two workers on two cores: one math thread each, or torch and TensorFlow oversubscribe the CPU.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 rerun: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic\""; exit 2; }
@@ -69,6 +70,7 @@ data: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_book.py
 	$(PY) benchmarks/bench_sarima.py
+	$(PY) benchmarks/bench_recurrent.py
 
 clean:
 	rm -rf _build .pytest_cache
