@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -123,6 +124,18 @@ class NextVisitTask:
     def train(self) -> pd.DataFrame:
         """Training check-ins (encoded), the only events a model may fit on."""
         return self.events[self.events["part"] == 0]
+
+    @cached_property
+    def training_moves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(source, destination, arrival time)`` of consecutive training check-ins of one user,
+        sorted by source, then arrival: what :func:`prior_transition_counts` searches (computed
+        once per task; models ask for it once per batch)."""
+        train = self.train  # sorted by user, then time
+        user, time, poi = (train[c].to_numpy() for c in ("user", "time", "poi"))
+        same_user = user[1:] == user[:-1]
+        source, dest, arrival = poi[:-1][same_user], poi[1:][same_user], time[1:][same_user]
+        order = np.lexsort((arrival, source))
+        return source[order], dest[order], arrival[order]
 
     def queries(self, part: Part = "test") -> NextVisitQueries:
         """One query per check-in of ``part`` that has at least one earlier check-in of its user."""
@@ -255,12 +268,7 @@ def prior_transition_counts(task: NextVisitTask, queries: NextVisitQueries) -> n
     every later one, so a model trained on these counts never sees the answer among its inputs.
     Moves are consecutive training check-ins of one user.
     """
-    train = task.train  # sorted by user, then time
-    user, time, poi = (train[c].to_numpy() for c in ("user", "time", "poi"))
-    same_user = user[1:] == user[:-1]
-    source, dest, arrival = poi[:-1][same_user], poi[1:][same_user], time[1:][same_user]
-    order = np.lexsort((arrival, source))
-    source, dest, arrival = source[order], dest[order], arrival[order]
+    source, dest, arrival = task.training_moves
     key_scale = np.int64(1) << 34  # as in prior_visit_counts
     prev = queries.prev_poi
     start = np.searchsorted(source, prev, side="left")

@@ -26,7 +26,7 @@ from stlab.models.recurrent import (
     encode_next_visit,
     popularity_prior,
 )
-from stlab.protocol import NextVisitQueries, NextVisitTask, query_ranks
+from stlab.protocol import NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts, query_ranks
 from stlab.training import EarlyStopping, load_checkpoint, seed_everything, select_device, train_epochs
 
 # The order of tensors in a batch: the network's inputs, then the target.
@@ -55,8 +55,9 @@ class NextVisitDataset(Dataset):
         # A whole batch at once: one vectorised count over the batch instead of one per item.
         rows_array = np.asarray(rows)
         if self.counts:
-            counted = encode_next_visit(self.task, self.queries.subset(rows_array))
-            visits, moves = torch.from_numpy(counted.visit_counts), torch.from_numpy(counted.transition_counts)
+            batch = self.queries.subset(rows_array)
+            visits = torch.from_numpy(prior_visit_counts(self.task, batch).astype(np.float32))
+            moves = torch.from_numpy(prior_transition_counts(self.task, batch).astype(np.float32))
         else:
             visits = moves = None
         s = self.sequence
