@@ -39,6 +39,10 @@ COMPONENTS = ("repeat", "transition", "explore")
 # Floor of the repeat probability of a POI the user never visited: log(0) would make a
 # repeat-only model's loss infinite; at 1e-30 such POIs still rank below every visited one.
 PROBABILITY_FLOOR = 1e-30
+# The network's inputs by name, in the order of the PyTorch model's arguments (Keras batches are
+# dicts of these): the fields of NextVisitInputs except the target.
+INPUT_FIELDS = ("poi", "hour_of_week", "continuous", "target_hour_of_week", "target_gap",
+                "visit_counts", "transition_counts")
 
 
 @dataclass(frozen=True)
@@ -201,5 +205,5 @@ def mixture_log_probabilities_numpy(gate_logits: np.ndarray, explore_logits: np.
     return logsumexp(np.stack(parts) + weights.T[:, :, None], axis=0)
 
 
-__all__ = ["COMPONENTS", "HOURS_PER_WEEK", "PROBABILITY_FLOOR", "NextVisitInputs", "RecurrentConfig", "encode_next_visit",
+__all__ = ["COMPONENTS", "HOURS_PER_WEEK", "INPUT_FIELDS", "PROBABILITY_FLOOR", "NextVisitInputs", "RecurrentConfig", "encode_next_visit",
            "local_hour_of_week", "mixture_log_probabilities_numpy", "popularity_prior"]

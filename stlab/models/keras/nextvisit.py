@@ -46,6 +46,7 @@ from stlab.baselines import NextVisitModel  # noqa: E402
 from stlab.metrics import ranking_metrics_from_ranks  # noqa: E402
 from stlab.models.recurrent import (  # noqa: E402
     HOURS_PER_WEEK,
+    INPUT_FIELDS,
     PROBABILITY_FLOOR,
     NextVisitInputs,
     RecurrentConfig,
@@ -54,10 +55,6 @@ from stlab.models.recurrent import (  # noqa: E402
 )
 from stlab.protocol import NextVisitQueries, NextVisitTask, query_ranks  # noqa: E402
 
-# The network's inputs, by name (a batch is a dict of these, without the two count matrices
-# for an explore-only model), in the order of the PyTorch model's arguments.
-INPUT_FIELDS = ("poi", "hour_of_week", "continuous", "target_hour_of_week", "target_gap",
-                "visit_counts", "transition_counts")
 # Keras refuses to save weights to a file without this suffix.
 WEIGHTS_SUFFIX = ".weights.h5"
 # Queries scored per forward pass in ``score``: bounds the ``[K, B, P]`` mixture stack.

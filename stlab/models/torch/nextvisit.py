@@ -20,6 +20,7 @@ from stlab.baselines import NextVisitModel
 from stlab.metrics import ranking_metrics_from_ranks
 from stlab.models.recurrent import (
     HOURS_PER_WEEK,
+    INPUT_FIELDS,
     PROBABILITY_FLOOR,
     NextVisitInputs,
     RecurrentConfig,
@@ -29,9 +30,6 @@ from stlab.models.recurrent import (
 from stlab.protocol import NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts, query_ranks
 from stlab.training import EarlyStopping, load_checkpoint, seed_everything, select_device, train_epochs
 
-# The order of tensors in a batch: the network's inputs, then the target.
-INPUT_FIELDS = ("poi", "hour_of_week", "continuous", "target_hour_of_week", "target_gap",
-                "visit_counts", "transition_counts")
 
 
 class NextVisitDataset(Dataset):
