@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from stlab.metrics import interval_coverage, mae, rmse, seasonal_naive_scale, smape
+from stlab.metrics import interval_coverage, mae, mape, rmse, seasonal_naive_scale, smape
 
 Order = tuple[int, int, int]
 SeasonalOrder = tuple[int, int, int, int]
@@ -223,12 +223,13 @@ class HistoricalAverageForecaster(_HistoryForecaster):
         padded = np.concatenate([np.full((pad,) + y.shape[1:], np.nan), y])
         folded = padded.reshape((-1, m) + y.shape[1:])  # [S, m] or [S, m, N]
         positions = (len(padded) + np.arange(horizon)) % m
+        needed = folded[:, positions]  # only the forecast positions: quantiles are costly
         with warnings.catch_warnings():
             # A position never observed (NaN everywhere) is a genuine gap; keep its NaN quietly.
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(folded, axis=0)[positions]
-            lower = np.nanquantile(folded, 0.5 - level / 2, axis=0)[positions]
-            upper = np.nanquantile(folded, 0.5 + level / 2, axis=0)[positions]
+            mean = np.nanmean(needed, axis=0)
+            lower = np.nanquantile(needed, 0.5 - level / 2, axis=0)
+            upper = np.nanquantile(needed, 0.5 + level / 2, axis=0)
         return Forecast(mean, lower, upper, level)
 
 
@@ -1139,6 +1140,52 @@ def compare(results: Sequence[RollingOriginResult]) -> pd.DataFrame:
     return pd.DataFrame([r.metrics() for r in results])
 
 
+def horizon_table(results: Sequence[RollingOriginResult], steps: Sequence[int], *, step_label: Callable[[int], str] = str,
+                  mape_min_true: float = 0.0) -> pd.DataFrame:
+    """MAE, RMSE and MAPE of each model at chosen steps ahead, over all valid points.
+
+    Missing actuals (``NaN``) are left out, and every metric averages over all valid
+    (origin, node) pairs of a step at once -- never a mean of per-batch means
+    (:func:`stlab.metrics.mae_mean_of_batches` shows how far that can drift).
+
+    Args:
+        results: rolling-origin results over the same origins, one per model.
+        steps: steps ahead to report, ``1..horizon`` (for example 3, 6, 12 = 15, 30, 60 minutes
+            of 5-minute data).
+        step_label: names a step in the column header (``lambda h: f"{5 * h} min"``).
+        mape_min_true: MAPE keeps only actuals above this (see :func:`stlab.metrics.mape`).
+
+    Returns:
+        One row per model; columns ``(step label, metric)``.
+    """
+    if not results:
+        raise ValueError("horizon_table needs at least one result")
+    reference = results[0].actuals
+    columns: dict[tuple[str, str], list[float]] = {}
+    for step in steps:
+        if not 1 <= step <= results[0].horizon:
+            raise ValueError(f"step {step} is outside 1..{results[0].horizon}, the evaluated horizon")
+        for name in ("MAE", "RMSE", "MAPE %"):
+            columns[(step_label(step), name)] = []
+    for result in results:
+        if result.actuals.shape != reference.shape or not np.array_equal(np.isnan(result.actuals), np.isnan(reference)):
+            raise ValueError(f"{result.name} was evaluated on other points than {results[0].name}; "
+                             "compare models on the same origins, horizon and missing-value mask")
+        gaps = np.isfinite(result.actuals) & ~np.isfinite(result.forecasts)
+        if gaps.any():
+            raise ValueError(f"{result.name} gave no forecast (NaN) at {int(gaps.sum())} observed points, which every "
+                             "metric would silently skip; feed it filled inputs (stlab.graph_forecasting."
+                             "CausallyFilled) or fix the model")
+        for step in steps:
+            actual, forecast = result.actuals[:, step - 1], result.forecasts[:, step - 1]
+            columns[(step_label(step), "MAE")].append(mae(actual, forecast))
+            columns[(step_label(step), "RMSE")].append(rmse(actual, forecast))
+            columns[(step_label(step), "MAPE %")].append(mape(actual, forecast, min_true=mape_min_true))
+    table = pd.DataFrame(columns, index=pd.Index([r.name for r in results], name="model"))
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["ahead", "metric"])
+    return table
+
+
 # --------------------------------------------------------------------------- series builders
 def region_hour_counts(checkins: pd.DataFrame, bbox: Any, *, grid_size: int = 10, timezone: str = "UTC",
                        start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None) -> pd.DataFrame:
@@ -1306,7 +1353,7 @@ def synthetic_rentals(num_days: int = 140, *, start: str = "2012-01-02", seed: i
 __all__ = [
     "ColumnwiseForecaster", "Forecast", "Forecaster", "HistoricalAverageForecaster", "NaiveForecaster",
     "PoissonEvolutionModel", "RollingOriginResult", "SarimaForecaster", "SeasonalNaiveForecaster", "bike_regressors",
-    "compare",
+    "compare", "horizon_table",
     "hourly_bike_series", "ljung_box", "region_hour_counts", "rolling_origin", "select_order", "simulate_sarima",
     "stationarity_tests", "synthetic_rentals",
 ]

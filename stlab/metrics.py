@@ -153,6 +153,39 @@ def smape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(100 * np.nanmean(ratio))
 
 
+def mape(y_true: np.ndarray, y_pred: np.ndarray, *, min_true: float = 0.0) -> float:
+    """Mean absolute percentage error (%) over valid observations with ``|y_true| > min_true``.
+
+    MAPE divides by the actual value, so it is undefined at zero and explodes near it. Traffic
+    papers report it on speeds (never near zero when observed); on counts, where zeros are real,
+    give a ``min_true`` (say 1 passenger) and report how many points it kept.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    keep = np.isfinite(y_true) & (np.abs(y_true) > min_true)
+    if not keep.any():
+        return float("nan")
+    return float(100 * np.mean(np.abs(y_true[keep] - y_pred[keep]) / np.abs(y_true[keep])))
+
+
+def mae_mean_of_batches(y_true: np.ndarray, y_pred: np.ndarray, batch_size: int) -> float:
+    """The *biased* masked MAE that averages per-batch means -- shown for comparison only.
+
+    Some published traffic code divides each batch's masked error by that batch's number of valid
+    points and then averages the batch values, so a batch with few valid readings weighs as much
+    as a full one, and the last, smaller batch as much as any other. :func:`mae` instead averages
+    over all valid points at once. Batches run along the first axis.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    means = []
+    for begin in range(0, len(y_true), batch_size):
+        error = np.abs(y_true[begin:begin + batch_size] - y_pred[begin:begin + batch_size])
+        if np.isfinite(error).any():  # an all-missing batch would be NaN; that code skips it
+            means.append(np.nanmean(error))
+    return float(np.mean(means)) if means else float("nan")
+
+
 def seasonal_naive_scale(y_train: np.ndarray, season: int) -> float:
     """In-sample MAE of the seasonal naive forecast ``y[t] = y[t - season]`` (MASE's denominator)."""
     y_train = np.asarray(y_train, dtype=np.float64)
@@ -186,7 +219,8 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 __all__ = [
-    "DEFAULT_KS", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae", "mase",
+    "DEFAULT_KS", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae",
+    "mae_mean_of_batches", "mape", "mase",
     "ranking_metrics", "ranking_metrics_from_ranks", "rmse", "seasonal_naive_scale", "smape",
     "target_ranks", "top_k",
 ]

@@ -96,3 +96,25 @@ def test_forecast_metrics_by_hand_and_sklearn():
         mase(y, f, train[:2], season=2)
     with pytest.raises(ValueError, match="differ in shape"):
         mae(y, f[:2])
+
+
+def test_mape_skips_missing_and_small_actuals():
+    from stlab.metrics import mape
+
+    actual = np.array([10.0, 0.0, np.nan, 4.0])
+    forecast = np.array([8.0, 1.0, 5.0, 5.0])
+    assert mape(actual, forecast) == pytest.approx(100 * (0.2 + 0.25) / 2)  # the zero and the NaN left out
+    assert mape(actual, forecast, min_true=5) == pytest.approx(20.0)
+    assert np.isnan(mape(np.zeros(3), np.ones(3)))
+
+
+def test_mean_of_batch_means_differs_from_the_mean_over_valid_points():
+    from stlab.metrics import mae, mae_mean_of_batches
+
+    actual = np.array([[1.0, np.nan, np.nan], [1.0, 1.0, 1.0]])  # batch 1 holds 1 valid point, batch 2 three
+    forecast = np.array([[3.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    assert mae(actual, forecast) == pytest.approx(2 / 4)
+    assert mae_mean_of_batches(actual, forecast, batch_size=1) == pytest.approx((2 + 0) / 2)
+    assert mae_mean_of_batches(actual, forecast, batch_size=2) == pytest.approx(mae(actual, forecast))
+    with pytest.raises(ValueError, match="batch_size"):
+        mae_mean_of_batches(actual, forecast, 0)

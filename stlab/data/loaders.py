@@ -20,6 +20,8 @@ Introduced in chapter 1 (Behaviour logs).
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 import os
@@ -494,14 +496,73 @@ def load_los_loop(*, path: PathLike | None = None) -> GraphSeries:
     Zero speeds in the file are missing readings; they are returned as ``nan``. The T-GCN
     paper (Zhao et al., 2019) dates the week to 1-7 March 2012.
     """
-    files = fetch("metr-la", ["los_speed.csv", "los_adj.csv"], path=path)
+    files = fetch("metr-la", ["los_speed.csv", "los_adj.csv", "graph_sensor_locations.csv"], path=path)
     speeds = pd.read_csv(files["los_speed.csv"])
     adjacency = np.loadtxt(files["los_adj.csv"], delimiter=",", dtype=np.float32)
     values = speeds.to_numpy(dtype=np.float32)
     values[values == 0] = np.nan
     timestamps = pd.date_range("2012-03-01", periods=len(speeds), freq="5min", tz="America/Los_Angeles")
-    series = read_graph_series(values, adjacency, timestamps=timestamps,
-                               node_ids=np.array(speeds.columns, dtype=np.int64), name="LOS-LOOP speeds")
+    node_ids = np.array(speeds.columns, dtype=np.int64)
+    # The same 207 detectors as METR-LA, whose positions DCRNN publishes.
+    locations = pd.read_csv(files["graph_sensor_locations.csv"]).set_index("sensor_id")
+    if not set(node_ids) <= set(locations.index):
+        raise DataValidationError("los_speed.csv names sensors that graph_sensor_locations.csv does not locate.")
+    coords = locations.loc[node_ids, ["longitude", "latitude"]].to_numpy(dtype=np.float64)
+    series = read_graph_series(values, adjacency, timestamps=timestamps, node_ids=node_ids, coords=coords,
+                               name="LOS-LOOP speeds")
+    return dataclasses.replace(series, coord_crs="longitude, latitude (degrees)")
+
+
+GRAPH_SERIES_DATASETS = ("los-loop", "montevideo-bus", "synthetic")
+
+
+def subgraph(series: GraphSeries, nodes: np.ndarray, *, name: str | None = None) -> GraphSeries:
+    """The series at some nodes only, with the edges among them (for quick runs and tests)."""
+    nodes = np.asarray(nodes, dtype=np.int64)
+    position = np.full(series.num_nodes, -1)
+    position[nodes] = np.arange(len(nodes))
+    keep = (position[series.edge_index[0]] >= 0) & (position[series.edge_index[1]] >= 0)
+    return GraphSeries(
+        values=series.values[:, nodes], node_ids=series.node_ids[nodes],
+        edge_index=position[series.edge_index[:, keep]], edge_weight=series.edge_weight[keep],
+        timestamps=series.timestamps, coords=None if series.coords is None else series.coords[nodes],
+        coord_crs=series.coord_crs, name=name or series.name)
+
+
+def load_graph_series(dataset: str, *, seed: int = 0, smoke: bool = False, path: PathLike | None = None) -> GraphSeries:
+    """A network's ``[time, node]`` readings and graph: a registered one, the simulated one, or yours.
+
+    Args:
+        dataset: ``"los-loop"``, ``"montevideo-bus"``, ``"synthetic"``, or a path to an ``.npz``
+            file holding ``values`` (``[T, N]``, ``NaN`` for missing) and ``adjacency``
+            (``[N, N]``), and optionally ``node_ids`` -- your own network.
+        seed: seed of the simulated network.
+        smoke: keep a small piece (the first 30 nodes and 4 days of the simulated network), so
+            that tests run in seconds.
+        path: a folder to look in first for registered files.
+    """
+    if dataset == "synthetic":
+        from stlab.data.synthetic import simulate_road_network
+
+        return simulate_road_network(30 if smoke else 60, 4 if smoke else 14, seed=seed)
+    if dataset == "los-loop":
+        series = load_los_loop(path=path)
+    elif dataset == "montevideo-bus":
+        series = load_montevideo_bus(path=path)
+    elif Path(dataset).suffix == ".npz":
+        if not Path(dataset).exists():
+            raise DataValidationError(f"{dataset}: no such file; give the path of an .npz with values and adjacency")
+        with np.load(dataset, allow_pickle=False) as archive:  # no pickles: arrays only
+            missing = {"values", "adjacency"} - set(archive.files)
+            if missing:
+                raise DataValidationError(f"{dataset} lacks {sorted(missing)}; save it with "
+                                          "np.savez(path, values=[T, N] array, adjacency=[N, N] array)")
+            series = read_graph_series(archive["values"], archive["adjacency"], name=Path(dataset).stem,
+                                       node_ids=archive["node_ids"] if "node_ids" in archive.files else None)
+    else:
+        raise ValueError(f"unknown network {dataset!r}; use one of {GRAPH_SERIES_DATASETS} or an .npz path")
+    if smoke:
+        series = subgraph(series, np.arange(min(30, series.num_nodes)))
     return series
 
 

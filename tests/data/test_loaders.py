@@ -12,7 +12,7 @@ import pytest
 
 from stlab.data import (NYC_BBOX, BBox, DataNotFoundError, load_bike_sharing, load_checkins, load_foursquare,
                         load_gowalla, load_los_loop, load_metr_la_graph, load_montevideo_bus, load_movielens,
-                        load_taobao, read_graph_series, restricted_unpickle)
+                        load_graph_series, load_taobao, read_graph_series, restricted_unpickle, subgraph)
 from stlab.data.errors import DataValidationError
 
 GOWALLA_ROWS = (
@@ -112,10 +112,43 @@ def test_montevideo_bus_json_layout(register):
 
 
 def test_los_loop_masks_zero_speeds(register):
-    register("metr-la", {"los_speed.csv": b"773869,767541\n64.4,0\n62.0,61.5\n", "los_adj.csv": b"0,1\n1,0\n"})
+    locations = b"index,sensor_id,latitude,longitude\n0,767541,34.11,-118.23\n1,773869,34.15,-118.31\n"
+    register("metr-la", {"los_speed.csv": b"773869,767541\n64.4,0\n62.0,61.5\n", "los_adj.csv": b"0,1\n1,0\n",
+                         "graph_sensor_locations.csv": locations})
     series = load_los_loop()
     assert np.isnan(series.values[0, 1]) and series.values[1, 1] == pytest.approx(61.5)
     assert series.node_ids.tolist() == [773869, 767541] and series.edge_index.shape == (2, 2)
+    assert series.coords.tolist() == [[-118.31, 34.15], [-118.23, 34.11]]  # longitude, latitude by sensor id
+
+
+def test_own_network_from_npz(tmp_path):
+    values = np.arange(12, dtype=float).reshape(6, 2)
+    values[2, 1] = np.nan
+    path = tmp_path / "net.npz"
+    np.savez(path, values=values, adjacency=np.array([[0, 1], [1, 0]]), node_ids=np.array([7, 9]))
+    series = load_graph_series(str(path))
+    assert series.values.shape == (6, 2) and np.isnan(series.values[2, 1]) and series.node_ids.tolist() == [7, 9]
+    np.savez(tmp_path / "bad.npz", values=values)
+    with pytest.raises(DataValidationError, match="lacks \\['adjacency'\\]"):
+        load_graph_series(str(tmp_path / "bad.npz"))
+    with pytest.raises(DataValidationError, match="no such file"):
+        load_graph_series(str(tmp_path / "absent.npz"))
+    with pytest.raises(ValueError, match="unknown network"):
+        load_graph_series("atlantis")
+
+
+def test_subgraph_keeps_edges_among_the_chosen_nodes():
+    adjacency = np.array([[0, 1, 0], [1, 0, 2], [0, 2, 0]], dtype=float)
+    series = read_graph_series(np.arange(9.0).reshape(3, 3), adjacency)
+    part = subgraph(series, np.array([1, 2]))
+    assert part.values.tolist() == [[1, 2], [4, 5], [7, 8]]
+    assert part.adjacency().tolist() == [[0, 2], [2, 0]]
+
+
+def test_simulated_road_network_is_seeded():
+    a, b = load_graph_series("synthetic", smoke=True, seed=3), load_graph_series("synthetic", smoke=True, seed=3)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and a.values.shape == (384, 30)
+    assert 0 < np.isnan(a.values).mean() < 0.05 and np.allclose(a.adjacency(), a.adjacency().T)
 
 
 def test_metr_la_pickle_is_read_with_a_restricted_unpickler(register):
