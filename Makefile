@@ -31,7 +31,7 @@ help:
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic seed=1\""
 	@echo "make data      fetch and verify every registered data set that can be reached"
-	@echo "make bench     time the book build, each chapter, the tests, rolling-origin SARIMA and recurrent training"
+	@echo "make bench     time the book build, each chapter, the tests, rolling-origin SARIMA, recurrent and graph training"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_book.py
 	$(PY) benchmarks/bench_sarima.py
 	$(PY) benchmarks/bench_recurrent.py
+	$(PY) benchmarks/bench_graphs.py
 
 clean:
 	rm -rf _build .pytest_cache
