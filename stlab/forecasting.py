@@ -1153,7 +1153,7 @@ def horizon_table(results: Sequence[RollingOriginResult], steps: Sequence[int], 
         steps: steps ahead to report, ``1..horizon`` (for example 3, 6, 12 = 15, 30, 60 minutes
             of 5-minute data).
         step_label: names a step in the column header (``lambda h: f"{5 * h} min"``).
-        mape_min_true: MAPE keeps only actuals above this (see :func:`stlab.metrics.mape`).
+        mape_min_true: MAPE keeps only non-zero actuals of at least this (see :func:`stlab.metrics.mape`).
 
     Returns:
         One row per model; columns ``(step label, metric)``.

@@ -10,8 +10,8 @@ missing) and a graph. The protocol (chapter 10):
    forecasts ``horizon`` steps of all nodes, seeing only readings before the origin (models are
    fitted once; later origins only append observations -- :func:`stlab.forecasting.rolling_origin`).
 3. **Metrics.** MAE, RMSE and MAPE at chosen steps ahead, averaged over *all valid* (origin,
-   node) points at once; missing actuals are left out; MAPE only where the actual exceeds
-   ``mape_min_true`` (counts can be 0).
+   node) points at once; missing actuals are left out; MAPE only where the actual is non-zero
+   and at least ``mape_min_true``.
 
 :class:`NetworkSetup` holds what differs between networks (time step, window, horizon, which
 steps to report, the transform of counts, how the adjacency is made) as typed data, with one
@@ -51,7 +51,7 @@ class NetworkSetup:
         transform: (str | None) ``"log1p"`` for counts, ``None`` for speeds.
         adjacency: (str) ``"weights"`` uses the published weights (similarities); ``"binary"``
             keeps only which pairs are linked (for weights that are distances) and symmetrises.
-        mape_min_true: (float) MAPE keeps actuals above this.
+        mape_min_true: (float) MAPE keeps non-zero actuals of at least this.
         test_share: (float) last share of the steps used for testing.
         validation_share: (float) last share of the history held out for early stopping.
         unit: (str) the unit of the readings, for labels.
@@ -122,8 +122,8 @@ def network_setup(dataset: str) -> NetworkSetup:
 class CausallyFilled:
     """A forecaster that cannot skip missing readings, fed with them filled from the past.
 
-    Each ``NaN`` becomes the node's last earlier reading (or its mean over the first fitted
-    history, before any) -- only the past is used, so no future leaks in. The metrics still
+    Each ``NaN`` becomes the node's last earlier reading -- only the past is used -- or, before
+    the node's first reading, its mean over the history given to ``fit`` (never test data). The metrics still
     score the true, unfilled actuals: :func:`evaluate_network` takes them from the series.
 
     Args:

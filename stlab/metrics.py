@@ -154,14 +154,14 @@ def smape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def mape(y_true: np.ndarray, y_pred: np.ndarray, *, min_true: float = 0.0) -> float:
-    """Mean absolute percentage error (%) over valid observations with ``|y_true| > min_true``.
+    """Mean absolute percentage error (%) over valid, non-zero observations with ``|y_true| >= min_true``.
 
     MAPE divides by the actual value, so it is undefined at zero and explodes near it. Traffic
     papers report it on speeds (never near zero when observed); on counts, where zeros are real,
-    give a ``min_true`` (say 1 passenger) and report how many points it kept.
+    give a ``min_true`` (say 2 passengers) and report how many points it kept.
     """
     y_true, y_pred = _pair(y_true, y_pred)
-    keep = np.isfinite(y_true) & (np.abs(y_true) > min_true)
+    keep = np.isfinite(y_true) & (np.abs(y_true) > 0) & (np.abs(y_true) >= min_true)
     if not keep.any():
         return float("nan")
     return float(100 * np.mean(np.abs(y_true[keep] - y_pred[keep]) / np.abs(y_true[keep])))

@@ -105,6 +105,7 @@ def test_mape_skips_missing_and_small_actuals():
     forecast = np.array([8.0, 1.0, 5.0, 5.0])
     assert mape(actual, forecast) == pytest.approx(100 * (0.2 + 0.25) / 2)  # the zero and the NaN left out
     assert mape(actual, forecast, min_true=5) == pytest.approx(20.0)
+    assert mape(actual, forecast, min_true=4) == pytest.approx(100 * (0.2 + 0.25) / 2)  # "at least": 4 is kept
     assert np.isnan(mape(np.zeros(3), np.ones(3)))
 
 
