@@ -119,6 +119,18 @@ def network_setup(dataset: str) -> NetworkSetup:
                        "create NetworkSetup(minutes_per_step=..., window=..., horizon=..., ...)") from None
 
 
+def fill_causal(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Fill ``NaN`` with the node's last earlier reading, or ``fallback[node]`` before its first.
+
+    Only the past is used, so filled inputs never carry future information.
+
+    Shapes:
+        ``values``: ``[T, N]``; ``fallback``: ``[N]``; output ``[T, N]``.
+    """
+    frame = pd.DataFrame(values).ffill()
+    return frame.fillna(pd.Series(np.asarray(fallback), index=frame.columns)).to_numpy(dtype=np.float32)
+
+
 class CausallyFilled:
     """A forecaster that cannot skip missing readings, fed with them filled from the past.
 
@@ -136,8 +148,6 @@ class CausallyFilled:
         self._last: np.ndarray | None = None
 
     def _fill(self, y: np.ndarray) -> np.ndarray:
-        from stlab.models.torch.stgraph import fill_causal
-
         y = np.asarray(y, dtype=np.float64)
         flat = y.reshape(len(y), -1)
         assert self._last is not None
@@ -277,4 +287,5 @@ def _widen(result: RollingOriginResult, nodes: np.ndarray, num_nodes: int) -> Ro
                                extra={**result.extra, "nodes": nodes})
 
 
-__all__ = ["CausallyFilled", "NETWORK_SETUPS", "NetworkEvaluation", "NetworkSetup", "evaluate_network", "network_setup"]
+__all__ = ["CausallyFilled", "NETWORK_SETUPS", "NetworkEvaluation", "NetworkSetup", "evaluate_network", "fill_causal",
+           "network_setup"]

@@ -88,14 +88,10 @@ def _backend_threads(num_threads: int | None) -> Iterator[None]:
     if num_threads is None or keras.backend.backend() != "torch":
         yield
         return
-    import torch
+    from stlab.training import cpu_threads  # imports torch: only on the torch backend
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
+    with cpu_threads(num_threads):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _EpochWindows(keras.utils.PyDataset):

@@ -17,7 +17,6 @@ Introduced in chapter 7 (Recurrent models in PyTorch).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from torch import nn
 
 from stlab.forecasting import Forecast
 from stlab.models.windows import ForecasterConfig, WindowedForecaster, WindowInputs
-from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
+from stlab.training import EarlyStopping, cpu_threads, seed_everything, select_device, train_epochs
 
 
 class RecurrentForecastNet(nn.Module):
@@ -70,20 +69,6 @@ class RecurrentForecastNet(nn.Module):
         return self.local(torch.cat(parts, dim=-1)).squeeze(-1)  # [B, H]
 
 
-@contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
-    """Run with ``num_threads`` CPU threads, then restore the process setting."""
-    if num_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class TorchRecurrentForecaster(WindowedForecaster):
     """LSTM or GRU direct multi-horizon forecaster in PyTorch (see :class:`WindowedForecaster`).
 
@@ -108,12 +93,12 @@ class TorchRecurrentForecaster(WindowedForecaster):
         self.device_ = torch.device("cpu")
 
     def fit(self, y: np.ndarray, exog: np.ndarray | None = None) -> TorchRecurrentForecaster:
-        with _threads(self.config.num_threads):
+        with cpu_threads(self.config.num_threads):
             super().fit(y, exog)
         return self
 
     def forecast(self, horizon: int, exog_future: np.ndarray | None = None, *, level: float = 0.9) -> Forecast:
-        with _threads(self.config.num_threads):
+        with cpu_threads(self.config.num_threads):
             return super().forecast(horizon, exog_future, level=level)
 
     def _build(self) -> None:

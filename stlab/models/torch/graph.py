@@ -15,11 +15,12 @@ Introduced in chapter 9 (Graph convolutions for behaviour).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -99,6 +100,33 @@ class GCNLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+def train_on_validation_mrr(model: NextVisitModel, batches: Callable[[int], Iterable[tuple[torch.Tensor, ...]]],
+                            loss_fn: Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor],
+                            optimizer: torch.optim.Optimizer, *, num_epochs: int, patience: int,
+                            progress: bool) -> pd.DataFrame:
+    """Train ``model.net_`` with :func:`stlab.training.train_epochs`, stopping early on the MRR of
+    the task's validation queries (best epoch restored); the model's ``_cache_embeddings`` makes
+    its scores current before each validation and after training.
+
+    Returns:
+        The per-epoch history.
+    """
+    val_queries = model.task.queries("val")
+
+    def validate(net: nn.Module) -> float:
+        model._cache_embeddings()
+        return ranking_metrics_from_ranks(query_ranks(model, val_queries), ks=(10,))["MRR"]
+
+    history = train_epochs(
+        model.net_, batches, loss_fn, optimizer, num_epochs=num_epochs,
+        validate=validate if len(val_queries) else None,
+        early_stopping=EarlyStopping(patience=patience, mode="max") if len(val_queries) else None,
+        device=model.device_, grad_clip=None, progress=progress)
+    model.net_.eval()
+    model._cache_embeddings()
+    return history
 
 
 # --------------------------------------------------------------------------- LightGCN + BPR
@@ -305,24 +333,15 @@ class LightGCN(NextVisitModel):
                                 init_std=cfg.init_std).to(self.device_)
         self.user_seen_ = np.asarray(self.graph_.counts.sum(axis=1)).ravel() > 0  # [U]
         sampler = BPRSampler(self.graph_.counts, cfg.batch_size, seed=cfg.seed)
-        val_queries = task.queries("val")
 
         def loss_fn(net: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             positive, negative, layer0 = net(*batch)
             return bpr_loss(positive, negative, layer0, cfg.reg)
 
-        def validate(net: nn.Module) -> float:
-            self._cache_embeddings()
-            return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
-
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr)
-        self.history_ = train_epochs(
-            self.net_, lambda epoch: list(sampler.epoch(epoch)), loss_fn, optimizer, num_epochs=cfg.num_epochs,
-            validate=validate if len(val_queries) else None,
-            early_stopping=EarlyStopping(patience=cfg.patience, mode="max") if len(val_queries) else None,
-            device=self.device_, grad_clip=None, progress=cfg.progress)
-        self.net_.eval()
-        self._cache_embeddings()
+        self.history_ = train_on_validation_mrr(self, lambda epoch: list(sampler.epoch(epoch)), loss_fn, optimizer,
+                                                num_epochs=cfg.num_epochs, patience=cfg.patience,
+                                                progress=cfg.progress)
         return self
 
     def _cache_embeddings(self) -> None:
@@ -480,7 +499,6 @@ class GATNextPOI(NextVisitModel):
         previous, following = (torch.from_numpy(a.astype(np.int64)) for a in training_transitions(task, cfg.max_gap_hours))
         if len(previous) == 0:
             raise ValueError("the task has no training moves (consecutive training check-ins of one user) to learn from")
-        val_queries = task.queries("val")
 
         def batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
             generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -490,18 +508,9 @@ class GATNextPOI(NextVisitModel):
         def loss_fn(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             return nn.functional.cross_entropy(net(batch[0]), batch[1])
 
-        def validate(net: nn.Module) -> float:
-            self._cache_embeddings()
-            return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
-
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.history_ = train_epochs(
-            self.net_, batches, loss_fn, optimizer, num_epochs=cfg.num_epochs,
-            validate=validate if len(val_queries) else None,
-            early_stopping=EarlyStopping(patience=cfg.patience, mode="max") if len(val_queries) else None,
-            device=self.device_, grad_clip=None, progress=cfg.progress)
-        self.net_.eval()
-        self._cache_embeddings()
+        self.history_ = train_on_validation_mrr(self, batches, loss_fn, optimizer, num_epochs=cfg.num_epochs,
+                                                patience=cfg.patience, progress=cfg.progress)
         return self
 
     def _cache_embeddings(self) -> None:
@@ -535,4 +544,4 @@ class GATNextPOI(NextVisitModel):
 
 
 __all__ = ["BPRSampler", "GATConfig", "GATNextPOI", "GATNextPOINet", "GCNLayer", "LightGCN", "LightGCNConfig",
-           "LightGCNNet", "bpr_loss", "propagation_matrix"]
+           "LightGCNNet", "bpr_loss", "propagation_matrix", "train_on_validation_mrr"]

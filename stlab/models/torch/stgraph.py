@@ -45,8 +45,8 @@ from torch import nn
 
 from stlab.forecasting import Forecast
 from stlab.graphs import normalized_adjacency, to_torch_sparse
-from stlab.models.torch.forecast import _threads
-from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
+from stlab.graph_forecasting import fill_causal
+from stlab.training import EarlyStopping, cpu_threads, seed_everything, select_device, train_epochs
 
 
 @dataclass(frozen=True)
@@ -267,18 +267,6 @@ class STGCN(nn.Module):
 
 
 # --------------------------------------------------------------------------- data handling
-def fill_causal(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Fill ``NaN`` with the node's last earlier reading, or ``fallback[node]`` before its first.
-
-    Only the past is used, so filled inputs never carry future information.
-
-    Shapes:
-        ``values``: ``[T, N]``; ``fallback``: ``[N]``; output ``[T, N]``.
-    """
-    frame = pd.DataFrame(values).ffill()
-    return frame.fillna(pd.Series(np.asarray(fallback), index=frame.columns)).to_numpy(dtype=np.float32)
-
-
 def masked_loss(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mae") -> torch.Tensor:
     """Mean error over the valid targets of a batch (``mask`` 1 = observed); 0 if none is valid."""
     error = (predicted - target).abs() if kind == "mae" else (predicted - target) ** 2
@@ -377,7 +365,7 @@ class GraphForecaster:
         if num_train < needed + cfg.batch_size // 4:
             raise ValueError(f"{self.name}: {num_rows} rows leave too few training windows of {needed} steps; "
                              "give a longer history or a shorter window/horizon")
-        with _threads(cfg.num_threads):
+        with cpu_threads(cfg.num_threads):
             start = time.perf_counter()
             train_part = self._forward_transform(y[:num_train])
             with np.errstate(all="ignore"):
@@ -473,7 +461,7 @@ class GraphForecaster:
             raise RuntimeError(f"{self.name}: call fit() before forecast()")
         if not 1 <= horizon <= self.config.horizon:
             raise ValueError(f"{self.name} was trained for horizons up to {self.config.horizon}, asked for {horizon}")
-        with _threads(self.config.num_threads):
+        with cpu_threads(self.config.num_threads):
             origin = len(self._raw)
             scaled = self.predict_scaled(np.array([origin]))[0, :horizon]  # [h, N] deviations
             scaled = scaled + self._profile(origin + np.arange(horizon))
