@@ -2,8 +2,10 @@
 of queries over all candidate POIs, ``recommend`` the top ``k``.
 
 Every next-visit model of the book -- these baselines, the recurrent models of chapters 6--7 and
-the graph models of chapter 9 -- subclasses :class:`NextVisitModel`, so the study loops over
-models without special cases (the pattern of RecBole's ``full_sort_predict``).
+the graph models of chapter 9 -- subclasses :class:`stlab.protocol.NextVisitModel`, so the study
+loops over models without special cases (the pattern of RecBole's ``full_sort_predict``).
+:func:`tuned_baselines` gives all of them, tuned on validation as chapter 4 does, to every later
+chapter.
 
 The baselines, from the crudest up:
 
@@ -17,14 +19,16 @@ The baselines, from the crudest up:
   (``P(h | i)``, naive Bayes).
 * :class:`ImplicitALS` -- matrix factorisation of the user x POI counts (Hu, Koren & Volinsky,
   2008), users unseen in training folded in from their history.
+* :class:`UserMarkovBlend` -- a mixture of the user's own counts and the Markov chain.
 
 Introduced in chapter 4 (Predicting the next visit).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
@@ -34,56 +38,11 @@ from tqdm.auto import tqdm
 
 from stlab.data.synthetic import SyntheticWorld
 from stlab.features import haversine_km
-from stlab.metrics import top_k
-from stlab.protocol import NextVisitQueries, NextVisitTask, prior_visit_counts
-
-
-class NotFittedError(RuntimeError):
-    """A model was asked to score before ``fit``."""
-
-
-class NextVisitModel(ABC):
-    """The interface every next-visit model implements.
-
-    Subclasses set :attr:`name`, implement :meth:`fit` and :meth:`score`; :meth:`recommend` is
-    shared. ``score`` returns ``[Q, P]`` finite or ``-inf`` scores, higher = more likely.
-    """
-
-    name: str = "model"
-    _task: NextVisitTask | None = None
-
-    @abstractmethod
-    def fit(self, task: NextVisitTask) -> Self:
-        """Learn from ``task.train`` (training check-ins only); return ``self``."""
-
-    @abstractmethod
-    def score(self, queries: NextVisitQueries) -> np.ndarray:
-        """``[Q, P]`` scores of every candidate POI for each query."""
-
-    def recommend(self, queries: NextVisitQueries, k: int = 10, *, batch_size: int = 1024) -> np.ndarray:
-        """``[Q, k]`` POI indices, best first (scored a batch at a time)."""
-        parts = [top_k(self.score(batch), k) for batch in queries.batches(batch_size)]
-        return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
-
-    def _check_fitted(self) -> None:
-        self.task  # noqa: B018 -- the property raises NotFittedError
-
-    @property
-    def task(self) -> NextVisitTask:
-        if self._task is None:
-            raise NotFittedError(f"{type(self).__name__} is not fitted; call .fit(task) first")
-        return self._task
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
+from stlab.protocol import (NextVisitModel, NextVisitQueries, NextVisitTask, NotFittedError, evaluate,
+                            prior_visit_counts, training_transitions)
 
 
 # --------------------------------------------------------------------------- shared counts
-
-def _train_counts(task: NextVisitTask) -> np.ndarray:
-    """``[P]`` training visits per POI."""
-    return np.bincount(task.train["poi"].to_numpy(), minlength=task.num_pois).astype(np.float64)
-
 
 def _user_poi_counts(task: NextVisitTask) -> sp.csr_matrix:
     """``[U, P]`` sparse training visits per user and POI."""
@@ -113,7 +72,7 @@ class Popularity(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        self.counts_ = _train_counts(task)  # [P]
+        self.counts_ = task.train_popularity  # [P]
         return self
 
     def score(self, queries: NextVisitQueries) -> np.ndarray:
@@ -138,7 +97,7 @@ class UserFrequency(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        pop = _train_counts(task)
+        pop = task.train_popularity
         self.tiebreak_ = self.popularity_weight * pop / max(pop.max(), 1.0)  # [P] in [0, w]
         return self
 
@@ -165,9 +124,7 @@ class HourPopularity(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        train = task.train
-        by_hour = np.zeros((24, task.num_pois))
-        np.add.at(by_hour, (train["hour"].to_numpy(), train["poi"].to_numpy()), 1.0)
+        by_hour = task.train_hour_counts  # [24, P]
         d = np.abs(np.arange(24)[:, None] - np.arange(24)[None, :])
         kernel = np.exp(-0.5 * (np.minimum(d, 24 - d) / self.bandwidth_hours) ** 2)  # [24, 24]
         pop = by_hour.sum(0)
@@ -205,7 +162,7 @@ class Markov(NextVisitModel):
         P = task.num_pois
         self.transitions_ = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(P, P))  # [P, P]
         self.out_degree_ = np.asarray(self.transitions_.sum(axis=1)).ravel()  # [P]
-        pop = _train_counts(task) + 1.0
+        pop = task.train_popularity + 1.0
         self.prior_ = pop / pop.sum()  # [P]
         return self
 
@@ -217,17 +174,6 @@ class Markov(NextVisitModel):
         a = self.smoothing
         denom = np.where(prev >= 0, self.out_degree_[np.maximum(prev, 0)], 0.0) + a
         return (counts + a * self.prior_[None, :]) / denom[:, None]
-
-
-def training_transitions(task: NextVisitTask, max_gap_hours: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(previous POI, next POI)`` of consecutive training check-ins of the same user."""
-    train = task.train  # sorted by user, then time
-    same_user = train["user"].to_numpy()[1:] == train["user"].to_numpy()[:-1]
-    if max_gap_hours is not None:
-        gap = np.diff(train["time"].to_numpy()) / 3600.0
-        same_user &= gap <= max_gap_hours
-    poi = train["poi"].to_numpy()
-    return poi[:-1][same_user], poi[1:][same_user]
 
 
 class DistancePopularity(NextVisitModel):
@@ -263,7 +209,7 @@ class DistancePopularity(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        self.log_pop_ = np.log(_train_counts(task) + 1.0)  # add-one: unseen POIs stay rankable
+        self.log_pop_ = np.log(task.train_popularity + 1.0)  # add-one: unseen POIs stay rankable
         src, dst = training_transitions(task)
         rng = np.random.default_rng(self.seed)
         take = rng.choice(len(src), size=min(self.sample_size, len(src)), replace=False)
@@ -279,6 +225,7 @@ class DistancePopularity(NextVisitModel):
         return self
 
     def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
         return self.log_pop_[None, :] - self._distances(queries.prev_poi) / self.scale_km_
 
 
@@ -304,12 +251,10 @@ class BayesUserPOI(NextVisitModel):
 
     def fit(self, task: NextVisitTask) -> Self:
         self._task = task
-        n_i = _train_counts(task)
+        n_i = task.train_popularity
         self.n_i_ = n_i
         self.log_prior_ = np.log((n_i + 1.0) / (n_i.sum() + task.num_pois))  # [P]
-        train = task.train
-        by_hour = np.zeros((24, task.num_pois))
-        np.add.at(by_hour, (train["hour"].to_numpy(), train["poi"].to_numpy()), 1.0)
+        by_hour = task.train_hour_counts  # [24, P]
         a = self.smoothing
         self.log_hour_ = np.log((by_hour + a) / (n_i[None, :] + 24 * a))  # [24, P]
         return self
@@ -337,7 +282,9 @@ class ImplicitALS(NextVisitModel):
     Minimises ``sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|x|^2 + |y|^2)`` with preference
     ``p_ui = [r_ui > 0]`` and confidence ``c_ui = 1 + alpha r_ui`` (``r`` = visit counts). A user
     with no training check-ins is *folded in*: their vector is solved from the POIs in their
-    history window against the fixed POI vectors.
+    history window against the fixed POI vectors. A POI with no training check-in has no
+    interest vector to speak of (ALS leaves it at zero) and scores ``-inf``: below every POI the
+    model knows, however negative their scores.
 
     Args:
         factors: dimension ``k`` of the interest vectors.
@@ -388,6 +335,7 @@ class ImplicitALS(NextVisitModel):
             Y = self._solve_side(X, R_t, self.alpha, self.reg)
         self.state_ = _ALSState(user_factors=X, item_factors=Y)
         self.user_seen_ = np.asarray(R.sum(axis=1)).ravel() > 0
+        self.poi_seen_ = np.asarray(R.sum(axis=0)).ravel() > 0
         return self
 
     def score(self, queries: NextVisitQueries) -> np.ndarray:
@@ -398,7 +346,9 @@ class ImplicitALS(NextVisitModel):
         if len(cold):
             window = sp.csr_matrix(_history_counts(queries.subset(cold), self.task.num_pois, exclude_train=False))
             users[cold] = self._solve_side(Y, window, self.alpha, self.reg)
-        return users @ Y.T  # [Q, P]
+        scores = users @ Y.T  # [Q, P]
+        scores[:, ~self.poi_seen_] = -np.inf
+        return scores
 
 
 class TrueProbabilities(NextVisitModel):
@@ -438,13 +388,147 @@ class TrueProbabilities(NextVisitModel):
         return log_probs[:, self.columns_]
 
 
+class UserMarkovBlend(NextVisitModel):
+    """``weight * p_user(i) + (1 - weight) * p_Markov(i | i_L)``: who is asking, and where from.
+
+    ``p_user`` is :class:`UserFrequency`'s scores normalised to sum to one per query (the user's
+    visits so far, popularity below one visit breaking ties); ``p_Markov`` is :class:`Markov`'s
+    smoothed transition distribution. Chapter 4 chooses ``weight`` on validation queries.
+
+    Args:
+        weight: the user model's share, in [0, 1].
+        smoothing: the Markov chain's smoothing ``a``.
+    """
+
+    def __init__(self, weight: float = 0.5, smoothing: float = 1.0) -> None:
+        if not 0 <= weight <= 1:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        self.weight = weight
+        self.user_model = UserFrequency()
+        self.markov = Markov(smoothing=smoothing)
+        self.name = f"Blend: user + Markov (weight {weight:g})"
+
+    def fit(self, task: NextVisitTask) -> Self:
+        self._task = task
+        self.user_model.fit(task)
+        self.markov.fit(task)
+        return self
+
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        self._check_fitted()
+        counts = self.user_model.score(queries)  # [Q, P], positive
+        p_user = counts / counts.sum(axis=1, keepdims=True)
+        return self.weight * p_user + (1 - self.weight) * self.markov.score(queries)
+
+
 def default_baselines(seed: int = 0, *, progress: bool = True) -> list[NextVisitModel]:
     """The chapter's baselines with their default settings, crudest first."""
     return [Popularity(), HourPopularity(), DistancePopularity(seed=seed), UserFrequency(), Markov(),
             BayesUserPOI(), BayesUserPOI(use_hour=True), ImplicitALS(seed=seed, progress=progress)]
 
 
+@dataclass(frozen=True)
+class BaselineGrid:
+    """The validation grids of chapter 4's tuned baselines, the same for every chapter that
+    compares with them.
+
+    Attributes:
+        markov_smoothing: (tuple[float, ...]) values of the Markov chain's ``a``.
+        bayes_smoothing: (tuple[float, ...]) values of the Bayesian user model's ``a``.
+        als_alpha: (tuple[float, ...]) ALS confidence per visit.
+        blend_weight: (tuple[float, ...]) the user model's share in :class:`UserMarkovBlend`.
+    """
+
+    markov_smoothing: tuple[float, ...] = (1.0, 100.0, 1000.0)
+    bayes_smoothing: tuple[float, ...] = (0.001, 0.01, 0.1)
+    als_alpha: tuple[float, ...] = (1.0, 2.0, 5.0)
+    blend_weight: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+    @classmethod
+    def smoke(cls) -> BaselineGrid:
+        """Smaller grids for smoke runs."""
+        return cls(als_alpha=(1.0, 5.0), blend_weight=(0.25, 0.75))
+
+
+@dataclass(frozen=True)
+class TunedBaselines:
+    """Chapter 4's baselines with hyperparameters chosen on validation MRR, fitted on training.
+
+    Attributes:
+        models: every baseline, crudest first, the blend last.
+        chosen: hyperparameter -> value chosen.
+        validation: one row per (hyperparameter, value) with its validation MRR.
+        fit_seconds: model name -> seconds its final fit took.
+    """
+
+    models: list[NextVisitModel]
+    chosen: dict[str, float]
+    validation: pd.DataFrame
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> NextVisitModel:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(f"no baseline named {name!r}; have {[m.name for m in self.models]}")
+
+
+def tuned_baselines(task: NextVisitTask, val_queries: NextVisitQueries | None = None, *, seed: int = 0,
+                    grid: BaselineGrid = BaselineGrid(), include: Sequence[str] | None = None) -> TunedBaselines:
+    """Chapter 4's baselines, each tuned on validation MRR the same way, ready to compare with.
+
+    Every hyperparameter of :class:`BaselineGrid` is chosen by validation MRR (full ranking), one
+    at a time; the blend uses the chosen Markov smoothing and picks its weight. Later chapters
+    compare their models with *all* of these, so "beats every baseline" means every one, tuned.
+
+    Args:
+        task: the next-visit task (models fit on its training events).
+        val_queries: queries to tune on; default ``task.queries("val")``.
+        seed: seed of the randomised baselines (distance sample, ALS initialisation).
+        grid: the grids (``BaselineGrid.smoke()`` in smoke runs).
+        include: names of the models to return (all by default), e.g. ``["Markov (1st order)"]``.
+    """
+    val_queries = task.queries("val") if val_queries is None else val_queries
+    if len(val_queries) == 0:
+        raise ValueError("tuned_baselines needs validation queries to choose hyperparameters; the split "
+                         "has none (give validation a share, e.g. val_frac=0.1)")
+    searches = {
+        "Markov smoothing a": (grid.markov_smoothing, lambda v: Markov(smoothing=v)),
+        "Bayes smoothing a": (grid.bayes_smoothing, lambda v: BayesUserPOI(smoothing=v)),
+        "ALS confidence alpha": (grid.als_alpha, lambda v: ImplicitALS(alpha=v, seed=seed, progress=False)),
+        "blend weight": (grid.blend_weight, None),
+    }
+    chosen: dict[str, float] = {}
+    rows = []
+    for label, (values, make) in searches.items():
+        if make is None:  # the blend reuses the chosen Markov smoothing
+            def make(v: float) -> NextVisitModel:
+                return UserMarkovBlend(weight=v, smoothing=chosen["Markov smoothing a"])
+        mrr = {v: evaluate(make(v).fit(task), val_queries)["MRR"] for v in values}
+        chosen[label] = max(mrr, key=mrr.__getitem__)  # the first of equal values: the grid's order
+        rows += [{"hyperparameter": label, "value": v, "validation MRR": m} for v, m in mrr.items()]
+    models: list[NextVisitModel] = [
+        Popularity(), HourPopularity(), DistancePopularity(seed=seed), UserFrequency(),
+        Markov(smoothing=chosen["Markov smoothing a"]), BayesUserPOI(smoothing=chosen["Bayes smoothing a"]),
+        BayesUserPOI(smoothing=chosen["Bayes smoothing a"], use_hour=True),
+        ImplicitALS(alpha=chosen["ALS confidence alpha"], seed=seed, progress=False),
+        UserMarkovBlend(weight=chosen["blend weight"], smoothing=chosen["Markov smoothing a"]),
+    ]
+    if include is not None:
+        unknown = set(include) - {m.name for m in models}
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {sorted(unknown)}; have {[m.name for m in models]}")
+        models = [m for m in models if m.name in include]
+    fit_seconds = {}
+    for model in models:
+        start = time.perf_counter()
+        model.fit(task)
+        fit_seconds[model.name] = time.perf_counter() - start
+    return TunedBaselines(models=models, chosen=chosen, validation=pd.DataFrame(rows), fit_seconds=fit_seconds)
+
+
 __all__ = [
-    "BayesUserPOI", "DistancePopularity", "HourPopularity", "ImplicitALS", "Markov", "NextVisitModel",
-    "NotFittedError", "Popularity", "TrueProbabilities", "UserFrequency", "default_baselines", "training_transitions",
+    "BaselineGrid", "BayesUserPOI", "DistancePopularity", "HourPopularity", "ImplicitALS", "Markov", "NextVisitModel",
+    "NotFittedError", "Popularity", "TrueProbabilities", "TunedBaselines", "UserFrequency", "UserMarkovBlend",
+    "default_baselines", "training_transitions", "tuned_baselines",
 ]

@@ -11,6 +11,12 @@ Rules, in the order :func:`clean_checkins` applies them (chapter 1 shows each on
    ``min_poi_checkins`` events, repeating until both hold (removing a POI can push a user under
    the threshold and back).
 
+Rules 1-4 judge one row at a time against its neighbours (:func:`clean_rows`), so they can run on
+the whole log before a chronological split. The k-core counts events, and counts over the whole
+log include the test period: :func:`clean_checkins` applies it to the whole log (a description of
+the data, as in chapter 1), while evaluation uses :func:`stlab.splits.clean_and_split`, which
+computes the core from training events only.
+
 Introduced in chapter 1 (Behaviour logs).
 """
 
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stlab.data.loaders import BBox
+from stlab.data import BBox
 from stlab.features import haversine_km
 
 
@@ -129,30 +135,65 @@ def k_core(checkins: pd.DataFrame, min_user_checkins: int, min_poi_checkins: int
     return out
 
 
+def kcore_label(config: CleaningConfig) -> str:
+    """The report's name of the k-core rule."""
+    return f"k-core (users >= {config.min_user_checkins}, POIs >= {config.min_poi_checkins})"
+
+
+def report_row(name: str, before: int, after: pd.DataFrame) -> dict[str, object]:
+    """One row of a cleaning report: rows before and after a rule, and the users and POIs left."""
+    return {"rule": name, "rows_before": before, "removed": before - len(after), "rows_after": len(after),
+            "users": after["user_id"].nunique(), "pois": after["poi_id"].nunique()}
+
+
+def finish_report(rows: list[dict[str, object]], total: int) -> pd.DataFrame:
+    """The report table, with each rule's removals as a share of the ``total`` raw rows."""
+    report = pd.DataFrame(rows).set_index("rule")
+    report["removed_pct"] = (100 * report["removed"] / max(total, 1)).round(2)
+    return report
+
+
+def clean_rows(checkins: pd.DataFrame, config: CleaningConfig = CleaningConfig()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply the row rules (1-4), which never count events over the log; no k-core.
+
+    Returns:
+        The kept check-ins sorted by user, then time (index reset), and a report with one row per rule.
+    """
+    return _apply(checkins, _row_steps(config))
+
+
 def clean_checkins(checkins: pd.DataFrame, config: CleaningConfig = CleaningConfig()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Apply every rule in order.
+    """Apply every rule in order, the k-core over the *whole* log.
+
+    Use this to describe a data set (chapter 1). For evaluation use
+    :func:`stlab.splits.clean_and_split`: a k-core over the whole log lets test-period counts
+    decide which training events survive.
 
     Returns:
         The cleaned check-ins (index reset) and a report with one row per rule: rows before,
         rows removed, and the users and POIs left.
     """
+    steps = _row_steps(config)
+    steps.append((kcore_label(config), lambda d: k_core(d, config.min_user_checkins, config.min_poi_checkins)))
+    return _apply(checkins, steps)
+
+
+def _row_steps(config: CleaningConfig) -> list:
     steps = [("exact duplicates", drop_exact_duplicates)]
     if config.bbox is not None:
         steps.append(("outside the city", lambda d: drop_outside(d, config.bbox)))
     steps += [
         (f"repeats within {config.repeat_window_s:g} s", lambda d: drop_rapid_repeats(d, config.repeat_window_s)),
         (f"speed over {config.max_speed_kmh:g} km/h", lambda d: drop_impossible_speeds(d, config.max_speed_kmh, config.min_gap_s)),
-        (f"k-core (users >= {config.min_user_checkins}, POIs >= {config.min_poi_checkins})",
-         lambda d: k_core(d, config.min_user_checkins, config.min_poi_checkins)),
     ]
+    return steps
+
+
+def _apply(checkins: pd.DataFrame, steps: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     current = checkins.sort_values(["user_id", "timestamp"], kind="stable")
     for name, rule in steps:
         before = len(current)
         current = rule(current)
-        rows.append({"rule": name, "rows_before": before, "removed": before - len(current),
-                     "rows_after": len(current), "users": current["user_id"].nunique(),
-                     "pois": current["poi_id"].nunique()})
-    report = pd.DataFrame(rows).set_index("rule")
-    report["removed_pct"] = (100 * report["removed"] / len(checkins)).round(2)
-    return current.reset_index(drop=True), report
+        rows.append(report_row(name, before, current))
+    return current.reset_index(drop=True), finish_report(rows, len(checkins))

@@ -33,9 +33,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from stlab.features import grid_cells
+from stlab.protocol import NextVisitTask, training_transitions
+
 if TYPE_CHECKING:
     from stlab.features import BBoxLike
-    from stlab.protocol import NextVisitTask
 
 
 def check_edges(edge_index: np.ndarray, edge_weight: np.ndarray | None, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -362,7 +364,7 @@ def transition_graph(task: NextVisitTask, max_gap_hours: float | None = None, *,
 
     Edge ``i -> j`` with weight ``C[i, j]``: how often a user checked in at ``j`` right after ``i``
     -- the counts of :class:`stlab.baselines.Markov` (same pairs as
-    :func:`stlab.baselines.training_transitions`).
+    :func:`stlab.protocol.training_transitions`).
 
     Args:
         task: the next-visit task (its training check-ins are read).
@@ -372,8 +374,6 @@ def transition_graph(task: NextVisitTask, max_gap_hours: float | None = None, *,
     Returns:
         :class:`Graph` over ``P = task.num_pois`` nodes, ``[2, E]`` unique directed edges.
     """
-    from stlab.baselines import training_transitions
-
     _require_training_events(task)
     if max_gap_hours is not None and max_gap_hours <= 0:
         raise ValueError(f"max_gap_hours must be positive (or None for no limit), got {max_gap_hours}")
@@ -423,13 +423,11 @@ def poi_regions(pois: pd.DataFrame, grid_size: int, bbox: BBoxLike | None = None
         pois: the candidate table (``task.pois``).
         grid_size: (int) cells per side.
         bbox: the box divided into cells -- the city box the log was cleaned with
-            (``stlab.data.DATASET_CITY``); ``None`` takes the POIs' own extent.
+            (``stlab.chapters.DATASET_CITY``); ``None`` takes the POIs' own extent.
 
     Raises:
         ValueError: a POI lies outside ``bbox``.
     """
-    from stlab.features import grid_cells
-
     if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
         raise ValueError(f"grid_size must be a positive integer, got {grid_size!r}")
     missing = {"lat", "lon"} - set(pois.columns)
@@ -447,7 +445,7 @@ def poi_regions(pois: pd.DataFrame, grid_size: int, bbox: BBoxLike | None = None
     regions = grid_cells(lat, lon, bbox, grid_size)
     if (regions < 0).any():
         raise ValueError(f"{int((regions < 0).sum())} POI(s) lie outside the box {bbox}; pass the box the log "
-                         "was cleaned with (stlab.data.DATASET_CITY), or bbox=None to use the POIs' extent")
+                         "was cleaned with (stlab.chapters.DATASET_CITY), or bbox=None to use the POIs' extent")
     return regions
 
 

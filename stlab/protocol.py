@@ -5,14 +5,17 @@
 
 **Protocol** (chapter 4; every later model is evaluated the same way):
 
-1. Clean the log (chapter 1) and split it chronologically (chapter 2, global temporal split by
-   default). Models are *fitted on training events only*.
+1. Clean the log and split it chronologically with :func:`stlab.splits.clean_and_split`: row
+   rules on the whole log, a global temporal split, and the k-core on training events only
+   (later events keep the training core's POIs; new users are kept as cold-start). Models are
+   *fitted on training events only*.
 2. Each validation or test check-in is one query, except a user's very first check-in (there is
    no history to condition on). A query carries the user, the time ``t`` and the user's last
    ``history_len`` check-ins before ``t`` -- including earlier validation and test check-ins,
    which a deployed system would have logged by then. Models read that history but never refit.
-3. Candidates are all POIs of the cleaned log. A POI first seen after training is still a
-   candidate; a model that cannot score it ranks it last (ties are counted pessimistically).
+3. Candidates are all POIs of the cleaned log, which with the leak-free filter is the training
+   catalogue. (With a split made otherwise, a POI first seen after training is still a candidate;
+   a model that cannot score it ranks it last: ties are counted pessimistically.)
 4. Metrics: Acc@k (= Recall@k = HitRate@k, one relevant POI), NDCG@k and MRR
    (:mod:`stlab.metrics`), reported overall and separately for users seen / unseen in training.
 
@@ -21,19 +24,17 @@ Introduced in chapter 4 (Predicting the next visit); chapters 6, 7, 9 and the st
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Self
 
 import numpy as np
 import pandas as pd
 
-from stlab.metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks
+from stlab.metrics import DEFAULT_KS, ranking_metrics_from_ranks, target_ranks, top_k
 from stlab.splits import Split
-
-if TYPE_CHECKING:
-    from stlab.baselines import NextVisitModel
 
 Part = Literal["train", "val", "test"]
 _PART_CODE = {"train": 0, "val": 1, "test": 2}
@@ -130,12 +131,25 @@ class NextVisitTask:
         """``(source, destination, arrival time)`` of consecutive training check-ins of one user,
         sorted by source, then arrival: what :func:`prior_transition_counts` searches (computed
         once per task; models ask for it once per batch)."""
-        train = self.train  # sorted by user, then time
-        user, time, poi = (train[c].to_numpy() for c in ("user", "time", "poi"))
-        same_user = user[1:] == user[:-1]
-        source, dest, arrival = poi[:-1][same_user], poi[1:][same_user], time[1:][same_user]
+        source, dest, arrival = consecutive_moves(self.train)
         order = np.lexsort((arrival, source))
         return source[order], dest[order], arrival[order]
+
+    @cached_property
+    def train_popularity(self) -> np.ndarray:
+        """``[P]`` training check-ins per POI (read-only)."""
+        counts = np.bincount(self.train["poi"].to_numpy(), minlength=self.num_pois).astype(np.float64)
+        counts.flags.writeable = False
+        return counts
+
+    @cached_property
+    def train_hour_counts(self) -> np.ndarray:
+        """``[24, P]`` training check-ins per local hour of the day and POI (read-only)."""
+        train = self.train
+        counts = np.zeros((24, self.num_pois))
+        np.add.at(counts, (train["hour"].to_numpy(), train["poi"].to_numpy()), 1.0)
+        counts.flags.writeable = False
+        return counts
 
     def queries(self, part: Part = "test") -> NextVisitQueries:
         """One query per check-in of ``part`` that has at least one earlier check-in of its user."""
@@ -161,6 +175,27 @@ class NextVisitTask:
             history_poi=np.where(valid, poi[safe], -1), history_time=np.where(valid, time[safe], 0),
             history_in_train=valid & in_train[safe], target=poi[rows], user_seen=seen_users[user[rows]],
         )
+
+
+def consecutive_moves(events: pd.DataFrame, max_gap_hours: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(previous POI, next POI, arrival time)`` of consecutive check-ins of the same user.
+
+    Args:
+        events: encoded check-ins sorted by user, then time (``user``, ``poi``, ``time`` columns).
+        max_gap_hours: pairs further apart than this are not moves (a new trip); ``None`` keeps all.
+    """
+    user, time, poi = (events[c].to_numpy() for c in ("user", "time", "poi"))
+    same_user = user[1:] == user[:-1]
+    if max_gap_hours is not None:
+        same_user &= np.diff(time) / 3600.0 <= max_gap_hours
+    return poi[:-1][same_user], poi[1:][same_user], time[1:][same_user]
+
+
+def training_transitions(task: NextVisitTask, max_gap_hours: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(previous POI, next POI)`` of consecutive training check-ins of the same user."""
+    source, dest, _ = consecutive_moves(task.train, max_gap_hours)
+    return source, dest
 
 
 def build_task(checkins: pd.DataFrame, split: Split, *, timezone: str = "UTC", history_len: int = 20) -> NextVisitTask:
@@ -195,6 +230,51 @@ def build_task(checkins: pd.DataFrame, split: Split, *, timezone: str = "UTC", h
     events = events.sort_values(["user", "time", "part"], kind="stable", ignore_index=True)
     return NextVisitTask(events=events, pois=pois, user_ids=user_ids, timezone=timezone,
                          history_len=history_len, split=split)
+
+
+# --------------------------------------------------------------------------- the model interface
+
+class NotFittedError(RuntimeError):
+    """A model was asked to score before ``fit``."""
+
+
+class NextVisitModel(ABC):
+    """The interface every next-visit model implements, whichever framework it is written in.
+
+    Subclasses set :attr:`name`, implement :meth:`fit` and :meth:`score`; :meth:`recommend` is
+    shared. ``score`` returns ``[Q, P]`` finite or ``-inf`` scores, higher = more likely. The
+    baselines of chapter 4, the recurrent models of chapters 6-7 and the graph models of chapter 9
+    all subclass it, so :func:`evaluate` and :func:`results_table` loop over models without special
+    cases (the pattern of RecBole's ``full_sort_predict``).
+    """
+
+    name: str = "model"
+    _task: NextVisitTask | None = None
+
+    @abstractmethod
+    def fit(self, task: NextVisitTask) -> Self:
+        """Learn from ``task.train`` (training check-ins only); return ``self``."""
+
+    @abstractmethod
+    def score(self, queries: NextVisitQueries) -> np.ndarray:
+        """``[Q, P]`` scores of every candidate POI for each query."""
+
+    def recommend(self, queries: NextVisitQueries, k: int = 10, *, batch_size: int = 1024) -> np.ndarray:
+        """``[Q, k]`` POI indices, best first (scored a batch at a time)."""
+        parts = [top_k(self.score(batch), k) for batch in queries.batches(batch_size)]
+        return np.concatenate(parts) if parts else np.empty((0, k), dtype=np.int64)
+
+    def _check_fitted(self) -> None:
+        self.task  # noqa: B018 -- the property raises NotFittedError
+
+    @property
+    def task(self) -> NextVisitTask:
+        if self._task is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call .fit(task) first")
+        return self._task
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
 
 
 # --------------------------------------------------------------------------- evaluation

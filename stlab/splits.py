@@ -9,15 +9,22 @@ Two protocols (chapter 2):
   papers do. Within a user the future stays out, but one user's test event may precede
   another user's training event, so popularity learnt in training can see the test period.
 
+:func:`clean_and_split` is the book's evaluation pipeline (chapter 4): the row cleaning rules on
+the whole log, the global temporal split, and the k-core computed on *training* events only, so
+nothing about the test period decides which users and POIs are kept.
+
 Introduced in chapter 2 (Time and place); every later chapter evaluates on these splits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from stlab.cleaning import CleaningConfig, clean_checkins, clean_rows, finish_report, k_core, kcore_label, report_row
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ def _check_fractions(val_frac: float, test_frac: float) -> None:
                          f"got {val_frac}, {test_frac}")
 
 
+def _check_not_empty(checkins: pd.DataFrame) -> None:
+    if len(checkins) == 0:
+        raise ValueError("cannot split an empty check-in table: no rows are left to split. Check the data set "
+                         "and the cleaning thresholds (a k-core or bounding box can remove every row).")
+
+
 def temporal_split(
     checkins: pd.DataFrame,
     val_frac: float = 0.1,
@@ -70,6 +83,7 @@ def temporal_split(
     val.timestamp < val_end <= test.timestamp``.
     """
     _check_fractions(val_frac, test_frac)
+    _check_not_empty(checkins)
     ts = checkins["timestamp"]
     if train_end is None or val_end is None:
         ordered = ts.sort_values(ignore_index=True)
@@ -97,6 +111,7 @@ def per_user_split(checkins: pd.DataFrame, val_frac: float = 0.1, test_frac: flo
     their events in training.
     """
     _check_fractions(val_frac, test_frac)
+    _check_not_empty(checkins)
     ordered = checkins.sort_values(["user_id", "timestamp"], kind="stable")
     position = ordered.groupby("user_id", sort=False).cumcount().to_numpy()
     size = ordered.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
@@ -136,3 +151,71 @@ def assert_no_leakage(split: Split) -> None:
         late = _ns(split.train["timestamp"]) > _ns(split.train_end.reindex(split.train["user_id"]))
         if late.any():
             raise AssertionError(f"{late.sum()} training event(s) after their cutoff")
+
+
+KCoreScope = Literal["train", "whole-log"]
+
+
+def clean_and_split(checkins: pd.DataFrame, config: CleaningConfig = CleaningConfig(), *, val_frac: float = 0.1,
+                    test_frac: float = 0.2, train_end: pd.Timestamp | str | None = None,
+                    val_end: pd.Timestamp | str | None = None,
+                    kcore_on: KCoreScope = "train") -> tuple[pd.DataFrame, Split, pd.DataFrame]:
+    """Clean a raw log and split it in time, without letting the test period decide what is kept.
+
+    With ``kcore_on="train"`` (the book's protocol):
+
+    1. the row rules of :func:`stlab.cleaning.clean_rows` (duplicates, bounding box, rapid
+       repeats, impossible speeds) run on the whole log -- each judges a row by its neighbours,
+       never by counts;
+    2. the global cutoffs of :func:`temporal_split` are set on that log (event-count quantiles, or
+       the times ``train_end`` and ``val_end`` when given);
+    3. the iterative k-core runs on the **training events only**: the users and POIs that survive
+       it, and the POI catalogue, are fixed when training ends;
+    4. **the rule for later events** (validation and test): an event is kept when its POI is in the
+       training core *and* its user either is in the core or has no training event at all. A POI
+       first seen after training is outside the catalogue, so no model could rank it; a user the
+       core removed is removed with all their later events; a user first seen after training is a
+       new user, kept and reported apart as cold-start.
+
+    With ``kcore_on="whole-log"`` the k-core runs on the whole log before the split, as much
+    published next-POI work does: counts from the test period then decide which training events
+    survive. It is here so that the size of that leak can be measured (chapter 4), not to be used.
+
+    Returns:
+        The kept check-ins (sorted by user then time, index reset), their :class:`Split` and a
+        report with one row per rule (rows before and after, users and POIs left).
+    """
+    if kcore_on == "whole-log":
+        cleaned, report = clean_checkins(checkins, config)
+        return cleaned, temporal_split(cleaned, val_frac, test_frac, train_end=train_end, val_end=val_end), report
+    if kcore_on != "train":
+        raise ValueError(f"kcore_on must be 'train' or 'whole-log', got {kcore_on!r}")
+    rows, report = clean_rows(checkins, config)
+    cut = temporal_split(rows, val_frac, test_frac, train_end=train_end, val_end=val_end)
+    train_end, val_end = cut.train_end.iloc[0], cut.val_end.iloc[0]
+    train = k_core(cut.train, config.min_user_checkins, config.min_poi_checkins)
+    if len(train) == 0:
+        raise ValueError(f"no training events survive the k-core (users >= {config.min_user_checkins}, "
+                         f"POIs >= {config.min_poi_checkins} training check-ins); lower min_user_checkins / "
+                         "min_poi_checkins or give training a larger share (val_frac, test_frac).")
+    core_users, core_pois = train["user_id"].unique(), train["poi_id"].unique()
+    trained_users = cut.train["user_id"].unique()
+    later = pd.concat([cut.val, cut.test])
+    in_catalogue = later["poi_id"].isin(core_pois)
+    user_kept = later["user_id"].isin(core_users) | ~later["user_id"].isin(trained_users)
+    # Each rule's row counts the events it judges; users and POIs are those left in the whole log.
+    after_core = pd.concat([train, later])
+    after_users = pd.concat([train, later[user_kept]])
+    kept = pd.concat([train, later[user_kept & in_catalogue]])
+    steps = [(f"{kcore_label(config)}, training events only", len(cut.train), train, after_core),
+             ("later events of users the core removed", len(later), later[user_kept], after_users),
+             ("later events at POIs outside the training core", int(user_kept.sum()),
+              later[user_kept & in_catalogue], kept)]
+    rows_report = []
+    for name, before, after, log in steps:
+        row = report_row(name, before, after)
+        row.update(users=log["user_id"].nunique(), pois=log["poi_id"].nunique())
+        rows_report.append(row)
+    kept = kept.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
+    report = pd.concat([report, finish_report(rows_report, len(checkins))])
+    return kept, temporal_split(kept, val_frac, test_frac, train_end=train_end, val_end=val_end), report

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stlab.baselines import (BayesUserPOI, DistancePopularity, HourPopularity, ImplicitALS, Markov, NotFittedError,
-                             Popularity, TrueProbabilities, UserFrequency, default_baselines)
+from stlab.baselines import (BaselineGrid, BayesUserPOI, DistancePopularity, HourPopularity, ImplicitALS, Markov,
+                             Popularity, TrueProbabilities, UserFrequency, UserMarkovBlend, default_baselines,
+                             tuned_baselines)
 from stlab.cleaning import CleaningConfig, clean_checkins
 from stlab.data import NYC_BBOX, SyntheticWorld, WorldConfig
-from stlab.protocol import build_task, evaluate
+from stlab.protocol import NotFittedError, build_task, evaluate
 from stlab.splits import temporal_split
 
 
@@ -42,11 +43,11 @@ def test_valid_rankings(model, task):
     assert np.array_equal(model.fit(task).score(q), scores)
 
 
-def test_scoring_before_fit_is_refused():
-    for model in ALL:
-        fresh = type(model)() if not isinstance(model, BayesUserPOI) else BayesUserPOI()
-        with pytest.raises((NotFittedError, AttributeError)):
-            fresh.score(None)  # type: ignore[arg-type]
+def test_scoring_before_fit_is_refused(task):
+    q = task.queries("test")
+    for model in [*ALL, UserMarkovBlend()]:
+        with pytest.raises(NotFittedError, match="not fitted"):
+            type(model)().score(q)
 
 
 def test_popularity_counts_training_only(task):
@@ -121,3 +122,40 @@ def test_bad_hyperparameters_are_named():
         Markov(smoothing=0)
     with pytest.raises(ValueError, match="factors"):
         ImplicitALS(factors=0)
+
+
+def test_als_ranks_pois_unseen_in_training_last(task):
+    model = ImplicitALS(factors=8, iterations=3, progress=False).fit(task)
+    unseen = task.train_popularity == 0
+    assert unseen.any(), "the fixture should have POIs first seen after training"
+    scores = model.score(task.queries("test"))
+    assert np.isneginf(scores[:, unseen]).all() and np.isfinite(scores[:, ~unseen]).all()
+
+
+def test_blend_is_its_parts_at_the_ends(task):
+    q = task.queries("test")
+    user = UserFrequency().fit(task).score(q)
+    markov = Markov(smoothing=10.0).fit(task).score(q)
+    assert np.allclose(UserMarkovBlend(weight=1.0, smoothing=10.0).fit(task).score(q), user / user.sum(1, keepdims=True))
+    assert np.allclose(UserMarkovBlend(weight=0.0, smoothing=10.0).fit(task).score(q), markov)
+    with pytest.raises(ValueError, match="weight"):
+        UserMarkovBlend(weight=1.5)
+
+
+def test_tuned_baselines_choose_on_validation_only(task):
+    grid = BaselineGrid(markov_smoothing=(1.0, 1000.0), bayes_smoothing=(0.01,), als_alpha=(2.0,),
+                        blend_weight=(0.0, 1.0))
+    tuned = tuned_baselines(task, seed=0, grid=grid)
+    val = task.queries("val")
+    best_markov = max((1.0, 1000.0), key=lambda a: evaluate(Markov(smoothing=a).fit(task), val)["MRR"])
+    assert tuned.chosen["Markov smoothing a"] == best_markov
+    assert len(tuned.models) == 9 and tuned.models[-1].name.startswith("Blend")
+    assert set(tuned.fit_seconds) == {m.name for m in tuned.models}
+    assert tuned["Markov (1st order)"].smoothing == best_markov
+    assert len(tuned.validation) == 2 + 1 + 1 + 2
+    only = tuned_baselines(task, grid=grid, include=["Popularity"])
+    assert [m.name for m in only.models] == ["Popularity"]
+    with pytest.raises(ValueError, match="unknown baseline"):
+        tuned_baselines(task, grid=grid, include=["Oracle"])
+    with pytest.raises(ValueError, match="validation queries"):
+        tuned_baselines(task, task.queries("val").subset(slice(0, 0)), grid=grid)

@@ -42,7 +42,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from keras import ops  # noqa: E402
 
-from stlab.baselines import NextVisitModel  # noqa: E402
 from stlab.metrics import ranking_metrics_from_ranks  # noqa: E402
 from stlab.models.recurrent import (  # noqa: E402
     HOURS_PER_WEEK,
@@ -53,7 +52,7 @@ from stlab.models.recurrent import (  # noqa: E402
     encode_next_visit,
     popularity_prior,
 )
-from stlab.protocol import NextVisitQueries, NextVisitTask, query_ranks  # noqa: E402
+from stlab.protocol import NextVisitModel, NextVisitQueries, NextVisitTask, query_ranks  # noqa: E402
 
 # Keras refuses to save weights to a file without this suffix.
 WEIGHTS_SUFFIX = ".weights.h5"

@@ -25,10 +25,9 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from stlab.baselines import NextVisitModel, training_transitions
 from stlab.graphs import gcn_propagation, to_torch_sparse, transition_graph, user_poi_graph
 from stlab.metrics import ranking_metrics_from_ranks
-from stlab.protocol import NextVisitQueries, NextVisitTask, query_ranks
+from stlab.protocol import NextVisitModel, NextVisitQueries, NextVisitTask, query_ranks, training_transitions
 from stlab.training import EarlyStopping, seed_everything, select_device, train_epochs
 
 

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from stlab.baselines import NextVisitModel
 from stlab.metrics import ranking_metrics_from_ranks
 from stlab.models.recurrent import (
     HOURS_PER_WEEK,
@@ -27,7 +26,7 @@ from stlab.models.recurrent import (
     encode_next_visit,
     popularity_prior,
 )
-from stlab.protocol import NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts, query_ranks
+from stlab.protocol import NextVisitModel, NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts, query_ranks
 from stlab.training import EarlyStopping, load_checkpoint, seed_everything, select_device, train_epochs
 
 
