@@ -8,7 +8,7 @@ Runs chapter 3's bike-sharing protocol (UCI Bike Sharing hourly rentals, the las
 daily origins after 8 weeks of history, horizons 1-24 h, log scale, two-step regressors) under
 three policies: refit (warm-started) at every origin; refit every 7 origins and only filter the
 new day in between (``results.extend``); never refit. Without ``STLAB_DATA`` it runs on the
-simulated stand-in (``stlab.forecasting.synthetic_rentals``) and says so. Prints a Markdown
+simulated stand-in (``stlab.data.series.synthetic_rentals``) and says so. Prints a Markdown
 table and writes it to benchmarks/results/sarima.md.
 """
 
@@ -31,14 +31,8 @@ POLICIES = {"refit every origin": 1, "refit every 7 origins, else extend": 7, "n
 
 def main() -> int:
     from stlab.data import load_bike_sharing
-    from stlab.forecasting import (
-        SarimaForecaster,
-        SeasonalNaiveForecaster,
-        bike_regressors,
-        hourly_bike_series,
-        rolling_origin,
-        synthetic_rentals,
-    )
+    from stlab.data.series import bike_regressors, hourly_bike_series, synthetic_rentals
+    from stlab.forecasting import SarimaForecaster, SeasonalNaiveForecaster, rolling_origin
 
     window = (7 * TRAIN_WEEKS + EVAL_DAYS) * 24
     if os.environ.get("STLAB_DATA"):
@@ -46,7 +40,7 @@ def main() -> int:
         data = f"UCI Bike Sharing hourly rentals (STLAB_DATA={os.environ['STLAB_DATA']})"
     else:
         rentals = synthetic_rentals(num_days=window // 24, seed=0)
-        data = "SIMULATED stand-in (stlab.forecasting.synthetic_rentals, seed 0): STLAB_DATA is not set"
+        data = "SIMULATED stand-in (stlab.data.series.synthetic_rentals, seed 0): STLAB_DATA is not set"
     frame = rentals.iloc[-window:]
     y = frame["cnt"].astype(float)
     exog = bike_regressors(frame)

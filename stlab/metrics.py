@@ -8,7 +8,10 @@ processed in chunks, so memory stays bounded however many queries there are.
 
 Forecast metrics (chapter 3) compare predicted and observed values; MASE scales the error by
 the in-sample error of the seasonal naive forecast, so 1.0 means "as good as repeating last
-season" on the training data (Hyndman & Koehler, 2006).
+season" on the training data (Hyndman & Koehler, 2006). They score the points whose *actual*
+is finite -- a missing reading is left out -- and refuse a forecast that is missing (``NaN``)
+where the actual is observed, so a model cannot improve its score by saying nothing. MAPE
+leaves out actuals below a floor (:data:`DEFAULT_MAPE_FLOOR`) and says so in its label.
 
 Introduced in chapters 3 (Counting behaviour over time) and 4 (Predicting the next visit).
 """
@@ -125,45 +128,88 @@ def binary_classification_metrics(y_true: np.ndarray, y_score: np.ndarray, thres
 
 
 # --------------------------------------------------------------------------- forecasts
+#: MAPE's default floor: actuals with ``|y| < DEFAULT_MAPE_FLOOR`` are left out (in the data's
+#: unit: 1 mph, 1 passenger). A percentage of an actual near zero is unbounded -- one reading of
+#: 0.001 mph forecast as 50 mph is an error of 5,000,000 % -- so every MAPE of the book is taken
+#: over actuals of at least a stated floor, and tables name it (``MAPE % (|y| >= 1)``).
+DEFAULT_MAPE_FLOOR: float = 1.0
 
-def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def _pair(y_true: np.ndarray, y_pred: np.ndarray, *, what: str = "y_pred") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float64 arrays of the same shape and the mask of points to score: the finite actuals.
+
+    A missing actual (``NaN``; ``inf`` is no reading either) is left out. A forecast that is not
+    finite where the actual is raises: skipping it would reward a model for saying nothing.
+    """
     y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape} vs {y_pred.shape}")
-    return y_true, y_pred
+        raise ValueError(f"y_true and {what} differ in shape: {y_true.shape} vs {y_pred.shape}")
+    valid = np.isfinite(y_true)
+    bad = valid & ~np.isfinite(y_pred)
+    if bad.any():
+        first = np.unravel_index(np.flatnonzero(bad)[0], bad.shape) if bad.ndim else ()
+        raise ValueError(f"{what} is NaN or infinite at {int(bad.sum())} of the {int(valid.sum())} points with an "
+                         f"observed actual (first at index {tuple(int(i) for i in first)}); a metric cannot skip "
+                         "them -- a model that gives no forecast must not score better than one that does")
+    if not valid.any():
+        raise ValueError(f"no finite actual among the {y_true.size} points: nothing to score")
+    return y_true, y_pred, valid
 
 
 def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean absolute error over the valid (non-NaN) observations."""
-    y_true, y_pred = _pair(y_true, y_pred)
-    return float(np.nanmean(np.abs(y_true - y_pred)))
+    """Mean absolute error over the points whose actual is finite (a missing actual is left out).
+
+    Raises:
+        ValueError: shapes differ, ``y_pred`` is not finite where ``y_true`` is, or no actual is finite.
+    """
+    y_true, y_pred, valid = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(y_true[valid] - y_pred[valid])))
 
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Root mean squared error over the valid (non-NaN) observations."""
-    y_true, y_pred = _pair(y_true, y_pred)
-    return float(np.sqrt(np.nanmean((y_true - y_pred) ** 2)))
+    """Root mean squared error over the points whose actual is finite (errors as :func:`mae`)."""
+    y_true, y_pred, valid = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((y_true[valid] - y_pred[valid]) ** 2)))
 
 
 def smape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Symmetric MAPE in percent, ``200 |y - f| / (|y| + |f|)``; pairs where both are 0 count as 0."""
-    y_true, y_pred = _pair(y_true, y_pred)
+    """Symmetric MAPE in percent, ``200 |y - f| / (|y| + |f|)``, over finite actuals.
+
+    A pair where actual and forecast are both exactly 0 is a perfect forecast and counts as 0 %
+    (the ratio is 0 / 0 there); a missing actual is left out; a non-finite forecast raises.
+    """
+    y_true, y_pred, valid = _pair(y_true, y_pred)
+    y_true, y_pred = y_true[valid], y_pred[valid]
     denom = np.abs(y_true) + np.abs(y_pred)
     ratio = np.divide(2 * np.abs(y_true - y_pred), denom, out=np.zeros_like(denom), where=denom > 0)
-    return float(100 * np.nanmean(ratio))
+    return float(100 * np.mean(ratio))
 
 
-def mape(y_true: np.ndarray, y_pred: np.ndarray, *, min_true: float = 0.0) -> float:
-    """Mean absolute percentage error (%) over valid, non-zero observations with ``|y_true| >= min_true``.
+def mape_label(min_true: float = DEFAULT_MAPE_FLOOR) -> str:
+    """The column name of a MAPE taken with floor ``min_true``: ``"MAPE % (|y| >= 1)"``."""
+    return f"MAPE % (|y| >= {min_true:g})"
 
-    MAPE divides by the actual value, so it is undefined at zero and explodes near it. Traffic
-    papers report it on speeds (never near zero when observed); on counts, where zeros are real,
-    give a ``min_true`` (say 2 passengers) and report how many points it kept.
+
+def mape(y_true: np.ndarray, y_pred: np.ndarray, *, min_true: float = DEFAULT_MAPE_FLOOR) -> float:
+    """Mean absolute percentage error (%) over finite actuals with ``|y_true| >= min_true``.
+
+    MAPE divides by the actual value, so it is undefined at zero and explodes near it: the floor
+    ``min_true`` (default :data:`DEFAULT_MAPE_FLOOR`, in the data's unit) leaves out the actuals
+    below it. Report it with the MAPE (:func:`mape_label`). On counts, where small values are
+    real, a higher floor (say 2 passengers) changes the number a lot: say which one you used.
+
+    Raises:
+        ValueError: ``min_true`` is not positive; no actual reaches it; or as :func:`mae`.
     """
-    y_true, y_pred = _pair(y_true, y_pred)
-    keep = np.isfinite(y_true) & (np.abs(y_true) > 0) & (np.abs(y_true) >= min_true)
+    if not min_true > 0:
+        raise ValueError(f"min_true must be > 0, got {min_true!r}: MAPE divides by the actual, so actuals near 0 "
+                         f"give unbounded percentages; keep the default min_true={DEFAULT_MAPE_FLOOR:g} or choose "
+                         "a floor in the data's unit")
+    y_true, y_pred, valid = _pair(y_true, y_pred)
+    keep = valid & (np.abs(y_true) >= min_true)
     if not keep.any():
-        return float("nan")
+        raise ValueError(f"no actual is at least min_true={min_true:g} (of {int(valid.sum())} finite actuals), so "
+                         "MAPE is undefined; lower min_true or report MAE")
     return float(100 * np.mean(np.abs(y_true[keep] - y_pred[keep]) / np.abs(y_true[keep])))
 
 
@@ -173,41 +219,82 @@ def mae_mean_of_batches(y_true: np.ndarray, y_pred: np.ndarray, batch_size: int)
     Some published traffic code divides each batch's masked error by that batch's number of valid
     points and then averages the batch values, so a batch with few valid readings weighs as much
     as a full one, and the last, smaller batch as much as any other. :func:`mae` instead averages
-    over all valid points at once. Batches run along the first axis.
+    over all valid points at once. Batches run along the first axis; a batch without a finite
+    actual is skipped, as that code does.
     """
-    y_true, y_pred = _pair(y_true, y_pred)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    y_true, y_pred, valid = _pair(y_true, y_pred)
     means = []
     for begin in range(0, len(y_true), batch_size):
-        error = np.abs(y_true[begin:begin + batch_size] - y_pred[begin:begin + batch_size])
-        if np.isfinite(error).any():  # an all-missing batch would be NaN; that code skips it
-            means.append(np.nanmean(error))
-    return float(np.mean(means)) if means else float("nan")
+        keep = valid[begin:begin + batch_size]
+        if keep.any():
+            error = np.abs(y_true[begin:begin + batch_size] - y_pred[begin:begin + batch_size])
+            means.append(error[keep].mean())
+    return float(np.mean(means))
 
 
 def seasonal_naive_scale(y_train: np.ndarray, season: int) -> float:
-    """In-sample MAE of the seasonal naive forecast ``y[t] = y[t - season]`` (MASE's denominator)."""
+    """In-sample MAE of the seasonal naive forecast ``y[t] = y[t - season]`` (MASE's denominator),
+    over the pairs where both values are finite."""
     y_train = np.asarray(y_train, dtype=np.float64)
+    if int(season) != season or season < 1:
+        raise ValueError(f"season must be a positive integer, got {season!r}")
     if len(y_train) <= season:
         raise ValueError(f"MASE needs more than season = {season} training values, got {len(y_train)}")
-    scale = float(np.nanmean(np.abs(y_train[season:] - y_train[:-season])))
+    error = np.abs(y_train[season:] - y_train[:-season])
+    error = error[np.isfinite(error)]
+    if error.size == 0:
+        raise ValueError(f"the training series has no pair of finite values {season} steps apart, so MASE is undefined")
+    scale = float(error.mean())
     if not scale > 0:
         raise ValueError("the training series is constant at lag season, so MASE is undefined")
     return scale
 
 
+def scaled_mae(y_true: np.ndarray, y_pred: np.ndarray, scale: float | np.ndarray) -> float:
+    """Mean of ``|y - f| / scale`` over finite actuals whose ``scale`` is finite and positive.
+
+    ``scale`` is a number or one per series (broadcast along the last axis), MASE's denominator
+    of each series (:func:`seasonal_naive_scale`); a series without one (``NaN``) is left out.
+    Errors as :func:`mae`; also when no series has a scale.
+    """
+    y_true, y_pred, valid = _pair(y_true, y_pred)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), y_true.shape)
+    keep = valid & np.isfinite(scale) & (scale > 0)
+    if not keep.any():
+        raise ValueError("no scored point has a finite, positive scale, so MASE is undefined")
+    return float(np.mean(np.abs(y_true[keep] - y_pred[keep]) / scale[keep]))
+
+
 def mase(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray, season: int) -> float:
     """Mean absolute scaled error: MAE divided by the seasonal naive in-sample MAE."""
-    return mae(y_true, y_pred) / seasonal_naive_scale(y_train, season)
+    return scaled_mae(y_true, y_pred, seasonal_naive_scale(y_train, season))
 
 
 def interval_coverage(y_true: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
-    """Share of observations inside ``[lower, upper]`` (compare with the nominal level)."""
-    y_true, lower = _pair(y_true, lower)
-    _, upper = _pair(y_true, upper)
-    valid = ~np.isnan(y_true)
-    return float(((y_true >= lower) & (y_true <= upper))[valid].mean())
+    """Share of the finite actuals inside ``[lower, upper]`` (compare with the nominal level).
+
+    An infinite end is a one-sided interval and allowed; a ``NaN`` end where the actual is
+    observed raises, as does ``lower > upper``.
+    """
+    y_true, lower = np.asarray(y_true, dtype=np.float64), np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    for name, end in (("lower", lower), ("upper", upper)):
+        if end.shape != y_true.shape:
+            raise ValueError(f"y_true and {name} differ in shape: {y_true.shape} vs {end.shape}")
+    valid = np.isfinite(y_true)
+    if not valid.any():
+        raise ValueError(f"no finite actual among the {y_true.size} points: nothing to score")
+    for name, end in (("lower", lower), ("upper", upper)):
+        missing = valid & np.isnan(end)
+        if missing.any():
+            raise ValueError(f"{name} is NaN at {int(missing.sum())} points with an observed actual; an interval "
+                             "that is not there cannot cover anything -- give -inf / inf for an open end")
+    if (lower[valid] > upper[valid]).any():
+        raise ValueError(f"lower > upper at {int((lower[valid] > upper[valid]).sum())} points")
+    inside = (y_true >= lower) & (y_true <= upper)
+    return float(inside[valid].mean())
 
 
 def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray, season: int) -> dict[str, float]:
@@ -219,8 +306,8 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 __all__ = [
-    "DEFAULT_KS", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae",
-    "mae_mean_of_batches", "mape", "mase",
+    "DEFAULT_KS", "DEFAULT_MAPE_FLOOR", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae",
+    "mae_mean_of_batches", "mape", "mape_label", "mase", "scaled_mae",
     "ranking_metrics", "ranking_metrics_from_ranks", "rmse", "seasonal_naive_scale", "smape",
     "target_ranks", "top_k",
 ]

@@ -106,7 +106,85 @@ def test_mape_skips_missing_and_small_actuals():
     assert mape(actual, forecast) == pytest.approx(100 * (0.2 + 0.25) / 2)  # the zero and the NaN left out
     assert mape(actual, forecast, min_true=5) == pytest.approx(20.0)
     assert mape(actual, forecast, min_true=4) == pytest.approx(100 * (0.2 + 0.25) / 2)  # "at least": 4 is kept
-    assert np.isnan(mape(np.zeros(3), np.ones(3)))
+    with pytest.raises(ValueError, match="min_true=1"):
+        mape(np.zeros(3), np.ones(3))
+
+
+def test_mape_has_a_default_floor_that_tiny_actuals_cannot_blow_up():
+    from stlab.metrics import DEFAULT_MAPE_FLOOR, mape, mape_label
+
+    actual = np.array([1e-12, 0.4, 50.0, 60.0])  # failed detectors reading almost 0 mph
+    forecast = np.array([55.0, 55.0, 45.0, 60.0])
+    assert DEFAULT_MAPE_FLOOR == 1.0
+    assert mape(actual, forecast) == pytest.approx(100 * (0.1 + 0.0) / 2)  # below 1 mph left out
+    assert mape_label() == "MAPE % (|y| >= 1)" and mape_label(2.5) == "MAPE % (|y| >= 2.5)"
+    for floor in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="min_true must be > 0"):
+            mape(actual, forecast, min_true=floor)
+
+
+@pytest.mark.parametrize("metric", ["mae", "rmse", "smape", "mape"])
+def test_a_missing_forecast_raises_and_a_missing_actual_is_left_out(metric):
+    import stlab.metrics as m
+
+    fn = getattr(m, metric)
+    actual = np.array([2.0, 4.0, np.nan, 8.0])
+    forecast = np.array([3.0, 4.0, 1.0, 6.0])
+    assert fn(actual, forecast) == pytest.approx(fn(actual[[0, 1, 3]], forecast[[0, 1, 3]]))
+    for hole in (np.nan, np.inf):
+        silent = forecast.copy()
+        silent[3] = hole  # no forecast where the truth is 8: must not score better than 6
+        with pytest.raises(ValueError, match="NaN or infinite at 1 of the 3 points"):
+            fn(actual, silent)
+    with pytest.raises(ValueError, match="no finite actual"):
+        fn(np.full(3, np.nan), np.ones(3))
+    with pytest.raises(ValueError, match="differ in shape"):
+        fn(actual, forecast[:2])
+
+
+def test_smape_does_not_count_a_missing_pair_as_perfect():
+    actual = np.array([0.0, 2.0, np.nan])
+    forecast = np.array([0.0, 1.0, np.nan])
+    assert smape(actual, forecast) == pytest.approx(100 * (0 + 2 / 3) / 2)  # 0/0 perfect; the NaN pair left out
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        smape(np.array([0.0, 2.0]), np.array([np.nan, 1.0]))
+
+
+def test_mase_and_scaled_mae_mask_on_actuals_and_scales():
+    from stlab.metrics import scaled_mae, seasonal_naive_scale
+
+    train = np.array([1.0, 3.0, np.nan, 3.0, 2.0, 4.0])
+    # pairs (t, t - 2): (nan, 1) (3, 3) (2, nan) (4, 3) -> finite errors 0 and 1 -> scale 0.5
+    assert seasonal_naive_scale(train, 2) == pytest.approx(0.5)
+    y = np.array([[1.0, 2.0], [np.nan, 4.0]])
+    f = np.array([[2.0, 2.0], [0.0, 5.0]])
+    assert scaled_mae(y, f, np.array([2.0, np.nan])) == pytest.approx(0.5)  # column 2 has no scale
+    assert mase(y[:, 0], f[:, 0], train, 2) == pytest.approx(1 / 0.5)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        scaled_mae(y, np.where(np.isnan(y), 0.0, np.nan), 1.0)
+    with pytest.raises(ValueError, match="finite, positive scale"):
+        scaled_mae(y, f, np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match="no pair of finite values"):
+        seasonal_naive_scale(np.array([1.0, np.nan, np.nan, 2.0]), 2)
+    with pytest.raises(ValueError, match="constant at lag"):
+        seasonal_naive_scale(np.ones(5), 2)
+    with pytest.raises(ValueError, match="season must be a positive integer"):
+        seasonal_naive_scale(np.ones(5), 0)
+
+
+def test_interval_coverage_masks_actuals_and_refuses_missing_ends():
+    y = np.array([1.0, 2.0, np.nan, 4.0])
+    lower = np.array([0.0, 2.5, np.nan, -np.inf])  # an open lower end is allowed
+    upper = np.array([2.0, 3.0, np.nan, 5.0])
+    assert interval_coverage(y, lower, upper) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="upper is NaN at 1 points"):
+        interval_coverage(y, lower, np.array([2.0, np.nan, 1.0, 5.0]))
+    with pytest.raises(ValueError, match="lower > upper"):
+        interval_coverage(y, upper, lower.clip(-1))
+    with pytest.raises(ValueError, match="differ in shape"):
+        interval_coverage(y, lower[:2], upper)
+    with pytest.raises(ValueError, match="no finite actual"):
+        interval_coverage(np.full(2, np.nan), np.zeros(2), np.ones(2))
 
 
 def test_mean_of_batch_means_differs_from_the_mean_over_valid_points():
@@ -119,3 +197,5 @@ def test_mean_of_batch_means_differs_from_the_mean_over_valid_points():
     assert mae_mean_of_batches(actual, forecast, batch_size=2) == pytest.approx(mae(actual, forecast))
     with pytest.raises(ValueError, match="batch_size"):
         mae_mean_of_batches(actual, forecast, 0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mae_mean_of_batches(actual, np.full_like(forecast, np.nan), 1)
