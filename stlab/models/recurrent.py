@@ -31,10 +31,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from stlab.features import haversine_km
-from stlab.protocol import NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts
+from stlab.features import HOURS_PER_WEEK, haversine_km
+from stlab.metrics import ranking_metrics_from_ranks
+from stlab.protocol import (NextVisitModel, NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts,
+                            query_ranks)
 
-HOURS_PER_WEEK = 168
 COMPONENTS = ("repeat", "transition", "explore")
 # Floor of the repeat probability of a POI the user never visited: log(0) would make a
 # repeat-only model's loss infinite; at 1e-30 such POIs still rank below every visited one.
@@ -169,10 +170,39 @@ def encode_next_visit(task: NextVisitTask, queries: NextVisitQueries, *, counts:
     )
 
 
+class RecurrentNextVisitBase(NextVisitModel):
+    """What the PyTorch and Keras recurrent next-POI models share: the config, the checkpoint, the
+    name, whether count components are used, and the validation MRR that stops training.
+
+    Subclasses set :attr:`framework` and implement ``fit`` and ``score``.
+
+    Args:
+        config: :class:`RecurrentConfig`.
+        checkpoint: where the best epoch's weights are written (atomically) and reloaded from;
+            ``None`` keeps them in memory.
+    """
+
+    framework = "framework"
+
+    def __init__(self, config: RecurrentConfig | None = None, *, checkpoint: str | None = None) -> None:
+        self.config = config or RecurrentConfig()
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.name = f"{self.config.cell.upper()} {'+'.join(self.config.components)} ({self.framework})"
+
+    @property
+    def _uses_counts(self) -> bool:
+        """Whether the repeat or transition component needs the leak-free count inputs."""
+        return self.config.components != ("explore",)
+
+    def validation_mrr(self, val_queries: NextVisitQueries) -> float:
+        """MRR over ``val_queries``: the early-stopping criterion of both frameworks."""
+        return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
+
+
 def popularity_prior(task: NextVisitTask) -> np.ndarray:
     """``[P]`` float32 training popularity with one pseudo-visit per POI (sums to 1): where the
     transition component falls back when the previous POI has few recorded moves."""
-    counts = np.bincount(task.train["poi"].to_numpy(), minlength=task.num_pois).astype(np.float64) + 1.0
+    counts = task.train_popularity + 1.0
     return (counts / counts.sum()).astype(np.float32)
 
 
@@ -205,5 +235,6 @@ def mixture_log_probabilities_numpy(gate_logits: np.ndarray, explore_logits: np.
     return logsumexp(np.stack(parts) + weights.T[:, :, None], axis=0)
 
 
-__all__ = ["COMPONENTS", "HOURS_PER_WEEK", "INPUT_FIELDS", "PROBABILITY_FLOOR", "NextVisitInputs", "RecurrentConfig", "encode_next_visit",
+__all__ = ["COMPONENTS", "HOURS_PER_WEEK", "INPUT_FIELDS", "PROBABILITY_FLOOR", "NextVisitInputs", "RecurrentConfig",
+           "RecurrentNextVisitBase", "encode_next_visit",
            "local_hour_of_week", "mixture_log_probabilities_numpy", "popularity_prior"]

@@ -42,17 +42,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from keras import ops  # noqa: E402
 
-from stlab.metrics import ranking_metrics_from_ranks  # noqa: E402
 from stlab.models.recurrent import (  # noqa: E402
     HOURS_PER_WEEK,
     INPUT_FIELDS,
     PROBABILITY_FLOOR,
     NextVisitInputs,
     RecurrentConfig,
+    RecurrentNextVisitBase,
     encode_next_visit,
     popularity_prior,
 )
-from stlab.protocol import NextVisitModel, NextVisitQueries, NextVisitTask, query_ranks  # noqa: E402
+from stlab.protocol import NextVisitQueries, NextVisitTask  # noqa: E402
 
 # Keras refuses to save weights to a file without this suffix.
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -372,7 +372,7 @@ def make_deterministic(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-class RecurrentNextVisit(NextVisitModel):
+class RecurrentNextVisit(RecurrentNextVisitBase):
     """LSTM or GRU next-POI model in Keras; ``fit`` trains on training queries, stops on
     validation MRR.
 
@@ -384,17 +384,12 @@ class RecurrentNextVisit(NextVisitModel):
             (atomically) and reloaded from; ``None`` keeps them in memory.
     """
 
+    framework = f"Keras/{keras.backend.backend()}"
+
     def __init__(self, config: RecurrentConfig | None = None, *, checkpoint: str | None = None) -> None:
-        self.config = config or RecurrentConfig()
         if checkpoint is not None and not str(checkpoint).endswith(WEIGHTS_SUFFIX):
             raise ValueError(f"Keras weight files must end in {WEIGHTS_SUFFIX!r}, got checkpoint={str(checkpoint)!r}")
-        self.checkpoint = None if checkpoint is None else str(checkpoint)
-        parts = "+".join(self.config.components)
-        self.name = f"{self.config.cell.upper()} {parts} (Keras/{keras.backend.backend()})"
-
-    @property
-    def _uses_counts(self) -> bool:
-        return self.config.components != ("explore",)
+        super().__init__(config, checkpoint=checkpoint)
 
     def fit(self, task: NextVisitTask) -> Self:
         cfg = self.config
@@ -412,7 +407,7 @@ class RecurrentNextVisit(NextVisitModel):
             loss=next_visit_nll, metrics=[keras.metrics.MeanMetricWrapper(next_visit_nll, name="nll")])
 
         def validate() -> float:
-            return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
+            return self.validation_mrr(val_queries)
 
         stopping = ValidationStopping(validate if len(val_queries) else None, patience=cfg.patience,
                                       checkpoint=self.checkpoint, num_examples=len(train_queries))

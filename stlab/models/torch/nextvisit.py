@@ -16,20 +16,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from stlab.metrics import ranking_metrics_from_ranks
 from stlab.models.recurrent import (
     HOURS_PER_WEEK,
     INPUT_FIELDS,
     PROBABILITY_FLOOR,
     NextVisitInputs,
     RecurrentConfig,
+    RecurrentNextVisitBase,
     encode_next_visit,
     popularity_prior,
 )
-from stlab.protocol import NextVisitModel, NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts, query_ranks
+from stlab.protocol import NextVisitQueries, NextVisitTask, prior_transition_counts, prior_visit_counts
 from stlab.training import EarlyStopping, load_checkpoint, seed_everything, select_device, train_epochs
-
-
 
 class NextVisitDataset(Dataset):
     """Queries as a map-style dataset: item ``q`` is the tuple of :data:`INPUT_FIELDS` and the
@@ -65,11 +63,9 @@ class NextVisitDataset(Dataset):
     def __getitem__(self, row: int) -> tuple[torch.Tensor | None, ...]:
         return tuple(None if t is None else t[0] for t in self.__getitems__([row]))
 
-
 def _keep_batch(batch: tuple) -> tuple:
     """Collate for :meth:`NextVisitDataset.__getitems__`, which already returns a whole batch."""
     return batch
-
 
 def next_visit_loader(task: NextVisitTask, queries: NextVisitQueries, *, batch_size: int, shuffle: bool,
                       seed: int = 0, counts: bool = True) -> DataLoader:
@@ -77,7 +73,6 @@ def next_visit_loader(task: NextVisitTask, queries: NextVisitQueries, *, batch_s
     dataset = NextVisitDataset(task, queries, counts=counts)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_keep_batch)
-
 
 def last_state(rnn: nn.LSTM | nn.GRU, steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``[B, H]`` the recurrent state after each sequence's last *real* step.
@@ -96,7 +91,6 @@ def last_state(rnn: nn.LSTM | nn.GRU, steps: torch.Tensor, lengths: torch.Tensor
     _, state = rnn(packed)
     hidden = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c); GRU returns h
     return hidden[-1]  # [B, H]: the last layer
-
 
 class RecurrentNet(nn.Module):
     """Embeddings -> LSTM/GRU -> gated mixture of repeat, transition and explore distributions.
@@ -170,8 +164,7 @@ class RecurrentNet(nn.Module):
         gate = self.gate_logits(joined, *inputs[5:7])
         return torch.ones_like(joined[:, :1]) if gate is None else torch.softmax(gate.float(), dim=-1)
 
-
-class RecurrentNextVisit(NextVisitModel):
+class RecurrentNextVisit(RecurrentNextVisitBase):
     """LSTM or GRU next-POI model; ``fit`` trains on training queries, stops on validation MRR.
 
     Args:
@@ -180,15 +173,7 @@ class RecurrentNextVisit(NextVisitModel):
             (``weights_only``); ``None`` keeps them in memory.
     """
 
-    def __init__(self, config: RecurrentConfig | None = None, *, checkpoint: str | None = None) -> None:
-        self.config = config or RecurrentConfig()
-        self.checkpoint = checkpoint
-        parts = "+".join(self.config.components)
-        self.name = f"{self.config.cell.upper()} {parts} (PyTorch)"
-
-    @property
-    def _uses_counts(self) -> bool:
-        return self.config.components != ("explore",)
+    framework = "PyTorch"
 
     def fit(self, task: NextVisitTask) -> Self:
         cfg = self.config
@@ -205,7 +190,7 @@ class RecurrentNextVisit(NextVisitModel):
             return nn.functional.nll_loss(net(*inputs), target)
 
         def validate(net: nn.Module) -> float:
-            return ranking_metrics_from_ranks(query_ranks(self, val_queries), ks=(10,))["MRR"]
+            return self.validation_mrr(val_queries)
 
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.history_ = train_epochs(
@@ -252,6 +237,5 @@ class RecurrentNextVisit(NextVisitModel):
         self.net_.eval()
         with torch.no_grad():
             return self.net_.mixture_weights(*self._tensors(queries)).cpu().numpy()
-
 
 __all__ = ["INPUT_FIELDS", "NextVisitDataset", "RecurrentNet", "RecurrentNextVisit", "last_state", "next_visit_loader"]
