@@ -61,14 +61,31 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     With ``deterministic``, PyTorch is asked for deterministic kernels (``warn_only``: an
     operation without one still runs), so the same parameters on the CPU give the same numbers
     twice. On a GPU some kernels remain nondeterministic; results then agree within noise.
+
+    Process-wide effects (they outlive the call and touch code that never asked for them):
+
+    * the global random states of Python's ``random``, NumPy's legacy ``np.random`` and
+      PyTorch's default generator are reset -- code that draws from them afterwards (including
+      other libraries) gets the seeded sequence;
+    * with ``deterministic``: ``CUBLAS_WORKSPACE_CONFIG`` is set in ``os.environ`` if unset (it is
+      read when CUDA initialises, so it only helps before the first CUDA call; child processes
+      inherit it); ``torch.use_deterministic_algorithms(True, warn_only=True)`` stays on for the
+      whole process, which can slow later GPU code and warns on operations without a deterministic
+      kernel; ``torch.backends.cudnn.benchmark`` is switched off for the process;
+    * if Keras is imported, ``keras.utils.set_random_seed`` reseeds Keras's global generator (and
+      the backend's: TensorFlow's or JAX's global seed).
+
+    Models in ``stlab`` that draw random numbers also take their own ``seed`` and local
+    generators where the library allows it, so their results do not depend on what ran before.
     """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # seeds CUDA too
+    random.seed(seed)  # process-wide: Python's global random state
+    np.random.seed(seed)  # process-wide: NumPy's legacy global state
+    torch.manual_seed(seed)  # process-wide: the default generator, CUDA's too
     if deterministic:
+        # Read when CUDA starts; setdefault keeps a value the user chose.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)  # stays on for the process
+        torch.backends.cudnn.benchmark = False  # process-wide
     if "keras" in sys.modules:
         sys.modules["keras"].utils.set_random_seed(seed)
 
