@@ -37,16 +37,16 @@ FRAMEWORKS = {"PyTorch": None, "Keras on TensorFlow": "tensorflow", "Keras on Py
 def build_task():
     """Chapter 7's task (real data when STLAB_DATA is set, else the synthetic city)."""
     from stlab.cleaning import CleaningConfig, clean_checkins
-    from stlab.data import DATASET_CITY, load_chapter_checkins
+    from stlab.chapters import chapter_checkins
     from stlab.protocol import build_task as make_task
     from stlab.splits import temporal_split
 
     dataset = "gowalla-nyc" if os.environ.get("STLAB_DATA") else "synthetic"
-    timezone, bbox = DATASET_CITY.get(dataset, ("UTC", None))
-    checkins, _ = clean_checkins(load_chapter_checkins(dataset, seed=0, smoke=False),
-                                 CleaningConfig(bbox=bbox, min_user_checkins=10, min_poi_checkins=10))
-    return dataset, make_task(checkins, temporal_split(checkins, val_frac=0.1, test_frac=0.2), timezone=timezone,
-                              history_len=20)
+    city = chapter_checkins(dataset, seed=0, smoke=False)
+    checkins, _ = clean_checkins(city.checkins, CleaningConfig(bbox=city.bbox, min_user_checkins=10,
+                                                               min_poi_checkins=10))
+    return dataset, make_task(checkins, temporal_split(checkins, val_frac=0.1, test_frac=0.2),
+                              timezone=city.timezone, history_len=20)
 
 
 def train_one(framework: str, epochs: int, device: str) -> dict[str, object]:

@@ -10,7 +10,8 @@ e-commerce behaviour          :func:`load_taobao` -> user_id, item_id, category_
 ratings with time             :func:`load_movielens` -> :class:`RatingsData`
 counts                        :func:`load_bike_sharing` -> one row per hour or day
 graph time series             :func:`load_montevideo_bus`, :func:`load_los_loop`,
-                              :func:`read_graph_series` -> :class:`GraphSeries`
+                              :func:`~stlab.data.graphseries.read_graph_series`
+                              -> :class:`~stlab.data.graphseries.GraphSeries`
 sensor graph                  :func:`load_metr_la_graph` -> :class:`SensorGraph`
 ============================  ===============================================================
 
@@ -29,7 +30,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,12 +38,20 @@ import pandas as pd
 from stlab.data.cache import cached_frame
 from stlab.data.errors import DataNotFoundError, DataValidationError
 from stlab.data.fetch import fetch, fetch_file, file_digest
+from stlab.data.graphseries import GraphSeries, read_graph_series, subgraph
+from stlab.data.schema import NYC_BBOX, TAOBAO_BEHAVIORS, BBox
+from stlab.data.synthetic import SyntheticWorld, WorldConfig, simulate_road_network
 from stlab.data.validate import (
     CHECKIN_COLUMNS,
     CHECKIN_OPTIONAL,
     CHECKIN_REQUIRED,
+    AmbiguousTimes,
+    NonexistentTimes,
     check_columns,
+    check_ids,
     coerce_numeric,
+    first_line,
+    looks_like_data,
     parse_timestamps,
     read_delimited,
     validate_checkins,
@@ -50,28 +59,6 @@ from stlab.data.validate import (
 
 PathLike = str | os.PathLike[str]
 
-
-@dataclass(frozen=True)
-class BBox:
-    """A latitude/longitude bounding box in WGS84 degrees (edges included)."""
-
-    lon_min: float
-    lat_min: float
-    lon_max: float
-    lat_max: float
-
-    def __post_init__(self) -> None:
-        if not (self.lon_min < self.lon_max and self.lat_min < self.lat_max):
-            raise ValueError(f"empty bounding box {self}: need lon_min < lon_max and lat_min < lat_max")
-
-    def contains(self, lat: Any, lon: Any) -> np.ndarray:
-        """Boolean mask of points inside the box."""
-        lat, lon = np.asarray(lat), np.asarray(lon)
-        return (lat >= self.lat_min) & (lat <= self.lat_max) & (lon >= self.lon_min) & (lon <= self.lon_max)
-
-
-#: The New York City box used to cut the Gowalla NYC subset.
-NYC_BBOX = BBox(lon_min=-74.2589, lat_min=40.4774, lon_max=-73.7004, lat_max=40.9176)
 
 def _finish_checkins(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Order columns by the schema, sort by user then time, and validate."""
@@ -191,35 +178,58 @@ def load_foursquare(
 
 
 # --------------------------------------------------------------------------- generic files
+#: Columns of SNAP's check-in files (Gowalla, Brightkite): TAB-separated, no header row.
+SNAP_CHECKIN_NAMES: tuple[str, ...] = tuple(_GOWALLA_NAMES)
+
+
 def read_checkins(
     path: PathLike,
     *,
     columns: dict[str, str] | None = None,
+    names: Sequence[str] | None = None,
+    format: Literal["snap"] | None = None,
     sep: str | None = None,
     timezone: str | None = None,
+    ambiguous: AmbiguousTimes = "raise",
+    nonexistent: NonexistentTimes = "raise",
     extra: Literal["error", "keep", "ignore"] = "error",
     encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Read your own check-in log (CSV, TSV or Parquet) into the check-in schema.
 
     The file needs a header with ``user_id, timestamp, lat, lon, poi_id`` and optionally
-    ``category`` and ``tz_offset_min`` (rename yours with ``columns``). Time stamps must carry
-    a zone (``Z`` or ``+01:00``) or be unix seconds; pass ``timezone`` for local times.
+    ``category`` and ``tz_offset_min`` (rename yours with ``columns``); a file without a header
+    row needs ``names`` (or ``format="snap"`` for SNAP's layout). Time stamps must carry a zone
+    (``Z`` or ``+01:00``) or be unix seconds; zone-less local times need ``timezone``.
 
     Args:
-        path: the file; ``.parquet`` is read as Parquet, anything else as delimited text.
+        path: the file; ``.parquet`` is read as Parquet, anything else as delimited text
+            (gzipped or not).
         columns: a mapping from your column names to schema names.
-        sep: the delimiter; by default tab for ``.tsv``, comma otherwise.
-        timezone: zone of zone-less local time stamps, for example ``"America/New_York"``.
+        names: the column names, in order, of a text file without a header row.
+        format: ``"snap"`` -- SNAP's Gowalla/Brightkite layout: TAB-separated ``user, time, lat,
+            lon, location`` without a header (``SNAP_CHECKIN_NAMES``).
+        sep: the delimiter; by default tab for ``.tsv`` (and for a first line with tabs but no
+            commas), comma otherwise.
+        timezone: zone of zone-less local time stamps, for example ``"America/New_York"``; they
+            may be mixed with zoned ones.
+        ambiguous: local times shown twice when the clocks fall back (only with ``timezone``):
+            ``"raise"``, ``"earliest"``, ``"latest"`` or ``"drop"`` (leave the rows out).
+        nonexistent: local times skipped when the clocks spring forward: ``"raise"``,
+            ``"shift_forward"``, ``"shift_backward"`` or ``"drop"``.
         extra: what to do with columns the schema does not know.
+        encoding: the text encoding.
 
     Raises:
         DataValidationError: with the line numbers and the fix, for every problem listed in
-            :mod:`stlab.data.validate`.
+            :mod:`stlab.data.validate`, blank user or place ids, a missing header row, and
+            daylight-saving gaps or repeats.
     """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no check-in file at {path}.\nFix: check the path.")
+    if format not in (None, "snap"):
+        raise ValueError(f"format must be 'snap' or None, got {format!r}")
     source = path.name
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
@@ -229,16 +239,32 @@ def read_checkins(
     else:
         if path.stat().st_size == 0:
             raise DataValidationError(f"{source}: the file is empty.\nFix: re-download or re-export it.")
+        line = first_line(path, encoding)
+        if format == "snap":
+            names, sep = names or SNAP_CHECKIN_NAMES, sep or "\t"
         if sep is None:
-            sep = "\t" if ".tsv" in path.suffixes else ","
-        table, first = read_delimited(path, names=None, sep=sep, source=source, encoding=encoding)
-        table.columns = [c.strip() for c in table.columns]
+            sep = "\t" if ".tsv" in path.suffixes or ("\t" in line and "," not in line) else ","
+        if names is not None and len(line.split(sep)) != len(names):
+            raise DataValidationError(
+                f"{source}: {len(names)} names given ({list(names)}) but the first line has "
+                f"{len(line.split(sep))} fields separated by {sep!r}.\nFix: name every column, in order."
+            )
+        table, first = read_delimited(path, names=names, sep=sep, source=source, encoding=encoding)
+        table.columns = [str(c).strip() for c in table.columns]
+        known = set(CHECKIN_COLUMNS) | set(columns or {})
+        if names is None and not known & set(table.columns) and looks_like_data(line.split(sep)):
+            raise DataValidationError(
+                f"{source}: the header row is missing: the first line, {line[:80]!r}, is data.\n"
+                f"Fix: name the columns in their order, for example names={list(SNAP_CHECKIN_NAMES)}; "
+                "for SNAP's Gowalla layout (TAB-separated user, time, lat, lon, location) pass format='snap'."
+            )
     if columns:
         table = table.rename(columns=columns)
     check_columns(list(table.columns), CHECKIN_REQUIRED, CHECKIN_OPTIONAL, source=source,
                   allow_extra=extra != "error")
     if extra == "ignore":
         table = table[[c for c in table.columns if c in CHECKIN_COLUMNS]]
+    table = check_ids(table, ("user_id", "poi_id"), source=source, first_data_line=first)
     numeric = {"lat": "float64", "lon": "float64"}
     if "tz_offset_min" in table.columns:
         numeric["tz_offset_min"] = "int16"
@@ -248,7 +274,9 @@ def read_checkins(
         ts = table["timestamp"]
         is_unix = pd.api.types.is_numeric_dtype(ts) or ts.astype(str).str.fullmatch(r"\d{9,11}").all()
         table["timestamp"] = parse_timestamps(ts, source=source, timezone=timezone, first_data_line=first,
-                                              unit="s" if is_unix else None)
+                                              unit="s" if is_unix else None, ambiguous=ambiguous,
+                                              nonexistent=nonexistent)
+        table = table[table["timestamp"].notna()]  # rows left out by ambiguous/nonexistent="drop"
     for col in ("user_id", "poi_id"):
         if not pd.api.types.is_integer_dtype(table[col]):
             as_int = pd.to_numeric(table[col], errors="coerce")
@@ -259,7 +287,6 @@ def read_checkins(
 
 
 # --------------------------------------------------------------------------- Taobao
-TAOBAO_BEHAVIORS = ("pv", "cart", "fav", "buy")
 _TAOBAO_FILES = {
     "head": "UserBehavior_head.csv",
     "slice": "UserBehavior_flink_timesorted_slice.csv",
@@ -380,91 +407,6 @@ def load_bike_sharing(freq: Literal["hour", "day"] = "hour", *, path: PathLike |
 
 
 # --------------------------------------------------------------------------- graph series
-@dataclass(frozen=True)
-class GraphSeries:
-    """Values observed over time at the nodes of a graph.
-
-    Attributes:
-        values: ``[T, N]`` float32 readings (``nan`` where missing).
-        node_ids: ``[N]`` identifiers of the nodes, in column order.
-        edge_index: ``[2, E]`` int64 source and target node positions.
-        edge_weight: ``[E]`` float32 weights (meaning depends on the data set).
-        timestamps: ``[T]`` time of each row, or ``None`` when unknown.
-        coords: ``[N, 2]`` node coordinates (see ``coord_crs``), or ``None``.
-        coord_crs: what ``coords`` are, for example ``"EPSG:4326 lat/lon"``.
-        name: a short label.
-    """
-
-    values: np.ndarray
-    node_ids: np.ndarray
-    edge_index: np.ndarray
-    edge_weight: np.ndarray
-    timestamps: pd.DatetimeIndex | None
-    coords: np.ndarray | None
-    coord_crs: str | None
-    name: str
-
-    @property
-    def num_nodes(self) -> int:
-        return int(self.values.shape[1])
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.values.shape[0])
-
-    def adjacency(self) -> np.ndarray:
-        """Dense ``[N, N]`` weighted adjacency (row = source, column = target)."""
-        adj = np.zeros((self.num_nodes, self.num_nodes), dtype=np.float32)
-        adj[self.edge_index[0], self.edge_index[1]] = self.edge_weight
-        return adj
-
-
-def read_graph_series(
-    values: np.ndarray | pd.DataFrame,
-    adjacency: np.ndarray,
-    *,
-    timestamps: pd.DatetimeIndex | None = None,
-    node_ids: np.ndarray | None = None,
-    coords: np.ndarray | None = None,
-    name: str = "graph series",
-) -> GraphSeries:
-    """Wrap any ``[T, N]`` matrix and ``[N, N]`` adjacency so models can use your own network.
-
-    Raises:
-        DataValidationError: shapes that disagree, a non-square or negative adjacency, or
-            time stamps of the wrong length.
-    """
-    if isinstance(values, pd.DataFrame):
-        node_ids = np.asarray(values.columns) if node_ids is None else node_ids
-        if timestamps is None and isinstance(values.index, pd.DatetimeIndex):
-            timestamps = values.index
-        values = values.to_numpy()
-    values = np.asarray(values, dtype=np.float32)
-    adjacency = np.asarray(adjacency, dtype=np.float32)
-    if values.ndim != 2:
-        raise DataValidationError(f"{name}: values must be [time, node], got shape {values.shape}.")
-    if adjacency.shape != (values.shape[1], values.shape[1]):
-        raise DataValidationError(
-            f"{name}: adjacency has shape {adjacency.shape} but values have {values.shape[1]} nodes.\n"
-            "Fix: order the adjacency rows and columns like the value columns."
-        )
-    if (adjacency < 0).any() or not np.isfinite(adjacency).all():
-        raise DataValidationError(f"{name}: adjacency weights must be finite and non-negative.")
-    if timestamps is not None and len(timestamps) != values.shape[0]:
-        raise DataValidationError(f"{name}: {len(timestamps)} time stamps for {values.shape[0]} rows.")
-    src, dst = np.nonzero(adjacency)
-    return GraphSeries(
-        values=values,
-        node_ids=np.arange(values.shape[1]) if node_ids is None else np.asarray(node_ids),
-        edge_index=np.stack([src, dst]).astype(np.int64),
-        edge_weight=adjacency[src, dst],
-        timestamps=timestamps,
-        coords=coords,
-        coord_crs=None if coords is None else "given",
-        name=name,
-    )
-
-
 def load_montevideo_bus(*, path: PathLike | None = None) -> GraphSeries:
     """Hourly passenger inflow at 675 Montevideo bus stops, October 2020, on a 690-edge graph.
 
@@ -516,19 +458,6 @@ def load_los_loop(*, path: PathLike | None = None) -> GraphSeries:
 GRAPH_SERIES_DATASETS = ("los-loop", "montevideo-bus", "synthetic")
 
 
-def subgraph(series: GraphSeries, nodes: np.ndarray, *, name: str | None = None) -> GraphSeries:
-    """The series at some nodes only, with the edges among them (for quick runs and tests)."""
-    nodes = np.asarray(nodes, dtype=np.int64)
-    position = np.full(series.num_nodes, -1)
-    position[nodes] = np.arange(len(nodes))
-    keep = (position[series.edge_index[0]] >= 0) & (position[series.edge_index[1]] >= 0)
-    return GraphSeries(
-        values=series.values[:, nodes], node_ids=series.node_ids[nodes],
-        edge_index=position[series.edge_index[:, keep]], edge_weight=series.edge_weight[keep],
-        timestamps=series.timestamps, coords=None if series.coords is None else series.coords[nodes],
-        coord_crs=series.coord_crs, name=name or series.name)
-
-
 def load_graph_series(dataset: str, *, seed: int = 0, smoke: bool = False, path: PathLike | None = None) -> GraphSeries:
     """A network's ``[time, node]`` readings and graph: a registered one, the simulated one, or yours.
 
@@ -542,8 +471,6 @@ def load_graph_series(dataset: str, *, seed: int = 0, smoke: bool = False, path:
         path: a folder to look in first for registered files.
     """
     if dataset == "synthetic":
-        from stlab.data.synthetic import simulate_road_network
-
         return simulate_road_network(30 if smoke else 60, 4 if smoke else 14, seed=seed)
     if dataset == "los-loop":
         series = load_los_loop(path=path)
@@ -642,12 +569,11 @@ def load_checkins(dataset: str = "gowalla-nyc", *, seed: int = 0, path: PathLike
         dataset: one of ``CHECKIN_DATASETS``, or a path to a CSV/TSV/Parquet file.
         seed: seed of the synthetic world (``dataset="synthetic"``).
         path: a folder to look in first for registered files.
-        options: passed to the loader (``bbox=``, or :class:`~stlab.data.synthetic.WorldConfig`
-            fields for the synthetic world).
+        options: passed to the loader (``bbox=``; :func:`read_checkins` arguments such as
+            ``timezone=`` for a file; :class:`~stlab.data.synthetic.WorldConfig` fields for the
+            synthetic world).
     """
     if dataset == "synthetic":
-        from stlab.data.synthetic import SyntheticWorld, WorldConfig
-
         return SyntheticWorld(WorldConfig(seed=seed, **options)).checkins
     if dataset == "gowalla-nyc":
         return load_gowalla("nyc", path=path, **options)
@@ -659,36 +585,3 @@ def load_checkins(dataset: str = "gowalla-nyc", *, seed: int = 0, path: PathLike
     if candidate.suffix in {".csv", ".tsv", ".parquet", ".gz"} or candidate.exists():
         return read_checkins(candidate, **options)
     raise ValueError(f"unknown check-in data set {dataset!r}; use one of {CHECKIN_DATASETS} or a file path")
-
-
-# --------------------------------------------------------------------------- chapter helper
-#: Local time zone and bounding box of each check-in data set's city.
-TKY_BBOX = BBox(lon_min=139.47, lat_min=35.51, lon_max=139.91, lat_max=35.87)
-DATASET_CITY: dict[str, tuple[str, BBox | None]] = {
-    "gowalla-nyc": ("America/New_York", NYC_BBOX),
-    "synthetic": ("America/New_York", NYC_BBOX),
-    "foursquare-nyc": ("America/New_York", NYC_BBOX),
-    "foursquare-tky": ("Asia/Tokyo", TKY_BBOX),
-    "gowalla": ("UTC", None),
-}
-#: Users kept in smoke mode (tests), so a chapter runs in seconds.
-SMOKE_USERS = 300
-#: Size of the synthetic city in smoke mode.
-SMOKE_WORLD: dict[str, int] = {"num_users": 60, "num_pois": 200, "num_days": 21}
-
-
-def load_chapter_checkins(dataset: str, *, seed: int = 0, smoke: bool = False) -> pd.DataFrame:
-    """The check-ins a chapter studies: the named data set, or a small slice of it in smoke mode.
-
-    In smoke mode the synthetic world is small (60 users, three weeks) and real data keep only
-    the ``SMOKE_USERS`` users with the lowest ids, so tests run the chapter's code in seconds.
-    """
-    if dataset == "synthetic":
-        from stlab.data.synthetic import chapter_world
-
-        return chapter_world(seed, smoke).checkins.copy()
-    checkins = load_checkins(dataset)
-    if smoke:
-        keep = np.sort(checkins["user_id"].unique())[:SMOKE_USERS]
-        checkins = checkins[checkins["user_id"].isin(keep)].reset_index(drop=True)
-    return checkins

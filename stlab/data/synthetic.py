@@ -37,7 +37,8 @@ from functools import cache, cached_property
 import numpy as np
 import pandas as pd
 
-from stlab.data.loaders import NYC_BBOX, SMOKE_WORLD, BBox, GraphSeries, read_graph_series
+from stlab.data.graphseries import GraphSeries, read_graph_series
+from stlab.data.schema import NYC_BBOX, TAOBAO_BEHAVIORS, BBox
 from stlab.data.validate import validate_checkins
 
 CATEGORIES: tuple[str, ...] = ("Food", "Coffee", "Office", "Nightlife", "Shop", "Gym", "Park", "Transit")
@@ -453,13 +454,13 @@ class SyntheticWorld:
 
 
 @cache
-def chapter_world(seed: int = 0, smoke: bool = False) -> SyntheticWorld:
-    """The synthetic city the chapters use: default size, or ``SMOKE_WORLD`` in smoke mode.
+def cached_world(config: WorldConfig) -> SyntheticWorld:
+    """The synthetic city of ``config``, generated once per process and shared.
 
-    Cached, so a chapter that needs both the check-ins and the true probabilities generates the
-    city once. Treat the returned world as read-only.
+    A notebook that needs both the check-ins and the true probabilities thus generates the city
+    once. Treat the returned world as read-only.
     """
-    return SyntheticWorld(WorldConfig(seed=seed, **(SMOKE_WORLD if smoke else {})))
+    return SyntheticWorld(config)
 
 
 def simulate_behaviour_log(num_users: int = 2000, num_items: int = 3000, num_events: int = 40_000,
@@ -475,8 +476,6 @@ def simulate_behaviour_log(num_users: int = 2000, num_items: int = 3000, num_eve
     Returns:
         ``user_id, item_id, category_id, behavior, timestamp`` like :func:`stlab.data.load_taobao`.
     """
-    from stlab.data.loaders import TAOBAO_BEHAVIORS
-
     rng = np.random.default_rng(seed)
     activity = rng.lognormal(0, 1.0, num_users)
     propensity = rng.normal(0, 0.7, num_users)

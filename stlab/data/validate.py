@@ -23,7 +23,7 @@ import csv
 import gzip
 import re
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ CHECKIN_OPTIONAL: tuple[str, ...] = ("category", "tz_offset_min")
 CHECKIN_COLUMNS: tuple[str, ...] = CHECKIN_REQUIRED + CHECKIN_OPTIONAL
 
 _ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MAX_SHOWN = 5
 
 
@@ -70,6 +71,16 @@ def check_columns(
         )
 
 
+#: How to place a local time that the clocks show twice (when they fall back): the first of the
+#: two instants (daylight-saving time), the second (standard time), or leave the row out.
+AmbiguousTimes = Literal["raise", "earliest", "latest", "drop"]
+#: How to place a local time that never happens (skipped when the clocks spring forward): move it
+#: to the first instant after the gap, to the last one before it, or leave the row out.
+NonexistentTimes = Literal["raise", "shift_forward", "shift_backward", "drop"]
+_AMBIGUOUS = ("raise", "earliest", "latest", "drop")
+_NONEXISTENT = ("raise", "shift_forward", "shift_backward", "drop")
+
+
 def parse_timestamps(
     values: pd.Series,
     *,
@@ -77,8 +88,13 @@ def parse_timestamps(
     timezone: str | None = None,
     first_data_line: int = 1,
     unit: str | None = None,
+    ambiguous: AmbiguousTimes = "raise",
+    nonexistent: NonexistentTimes = "raise",
 ) -> pd.Series:
     """Parse text or unix times into UTC, refusing unparseable or zone-less values.
+
+    Time stamps with a zone (``Z``, ``+01:00``) are converted to UTC. Zone-less ones are local
+    times in ``timezone``, and may be mixed with zoned ones in one column.
 
     Args:
         values: strings (ISO 8601 or similar) or numbers (unix time in ``unit``).
@@ -86,7 +102,23 @@ def parse_timestamps(
             without it, zone-less times are an error, because guessing shifts every event.
         first_data_line: file line number of row 0, for error messages.
         unit: ``"s"`` or ``"ms"`` when ``values`` are unix times.
+        ambiguous: a local time shown twice when the clocks fall back: ``"raise"`` (an error
+            naming the lines), ``"earliest"``, ``"latest"`` or ``"drop"``.
+        nonexistent: a local time skipped when the clocks spring forward: ``"raise"``,
+            ``"shift_forward"``, ``"shift_backward"`` or ``"drop"``.
+
+    Returns:
+        UTC times, index as ``values``; rows left out by ``"drop"`` are ``NaT``.
+
+    Raises:
+        DataValidationError: unparseable values, zone-less values without ``timezone``, an
+            unknown zone, or daylight-saving gaps and repeats under ``"raise"`` -- each naming
+            the lines and the fix.
     """
+    if ambiguous not in _AMBIGUOUS:
+        raise ValueError(f"ambiguous must be one of {_AMBIGUOUS}, got {ambiguous!r}")
+    if nonexistent not in _NONEXISTENT:
+        raise ValueError(f"nonexistent must be one of {_NONEXISTENT}, got {nonexistent!r}")
     if unit is not None or pd.api.types.is_numeric_dtype(values):
         numeric = pd.to_numeric(values, errors="coerce")
         bad = np.flatnonzero(numeric.isna().to_numpy())
@@ -96,34 +128,107 @@ def parse_timestamps(
                 f"{_lines(bad, first_data_line)}.\nFix: correct or drop those rows."
             )
         return pd.to_datetime(numeric, unit=unit or "s", utc=True)
-    text = values.astype("string").str.strip()
+    text = values.astype("string").str.strip().reset_index(drop=True)
     has_zone = text.str.contains(_ZONE_SUFFIX, na=False).to_numpy()
-    if timezone is None and not has_zone.all():
-        rows = np.flatnonzero(~has_zone)
-        raise DataValidationError(
-            f"{source}: time stamp(s) without a time zone, e.g. {text.iloc[rows[0]]!r}, at "
-            f"{_lines(rows, first_data_line)}.\nFix: write times in UTC with a 'Z' or an offset "
-            "(2010-10-12T00:21:28Z), or pass timezone='Area/City' naming the zone they are in."
-        )
-    if timezone is not None and not has_zone.any():
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-        bad = np.flatnonzero(parsed.isna().to_numpy())
-        if not len(bad):
-            try:
-                localized = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-            except Exception as err:  # unknown zone name
-                raise DataValidationError(f"{source}: cannot use timezone={timezone!r}: {err}") from None
-            return localized.dt.tz_convert("UTC")
-    else:
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-        bad = np.flatnonzero(parsed.isna().to_numpy())
+    zoned = pd.to_datetime(text[has_zone], errors="coerce", utc=True, format="mixed")
+    try:
+        naive = pd.to_datetime(text[~has_zone], errors="coerce", format="mixed")
+    except (ValueError, TypeError):  # a zone written as a name ("EST") among naive values
+        naive = pd.Series(pd.NaT, index=text.index[~has_zone], dtype="datetime64[ns]")
+    if isinstance(naive.dtype, pd.DatetimeTZDtype):  # zones written as names: not ours to guess
+        naive = pd.Series(pd.NaT, index=naive.index, dtype="datetime64[ns]")
+    bad = np.flatnonzero(pd.concat([zoned, naive]).sort_index().isna().to_numpy())
     if len(bad):
         raise DataValidationError(
             f"{source}: unparseable time stamp(s) {text.iloc[bad[:3]].tolist()} at "
             f"{_lines(bad, first_data_line)}.\nFix: use ISO 8601 (2010-10-12T00:21:28Z) or unix "
             "seconds, and correct or drop those rows."
         )
+    if len(naive) and timezone is None:
+        rows = np.flatnonzero(~has_zone)
+        mixed = f" (while {int(has_zone.sum())} other(s) carry one)" if has_zone.any() else ""
+        raise DataValidationError(
+            f"{source}: {len(rows)} time stamp(s) without a time zone{mixed}, e.g. {text.iloc[rows[0]]!r}, at "
+            f"{_lines(rows, first_data_line)}.\nFix: pass timezone='Area/City' naming the zone those "
+            "local times are in (for example timezone='Europe/Paris', or timezone='UTC' if they are UTC), "
+            "or write them in UTC with a 'Z' or an offset (2010-10-12T00:21:28Z)."
+        )
+    if len(naive):
+        naive = _localize(naive, timezone, ambiguous, nonexistent, text=text, source=source,
+                          first_data_line=first_data_line)
+    parsed = pd.concat([zoned, naive]).sort_index() if len(zoned) and len(naive) else (naive if len(naive) else zoned)
+    parsed.index = values.index
     return parsed
+
+
+def _localize(naive: pd.Series, timezone: str, ambiguous: str, nonexistent: str, *, text: pd.Series,
+              source: str, first_data_line: int) -> pd.Series:
+    """Local times in ``timezone`` to UTC, with an error of its own for daylight-saving gaps and repeats."""
+    try:
+        either = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").isna().to_numpy()
+    except Exception as err:  # an unknown zone name; pandas raises several kinds
+        raise DataValidationError(f"{source}: cannot use timezone={timezone!r}: {err}\n"
+                                  "Fix: name an IANA zone such as 'Europe/Paris' or 'UTC'.") from None
+    skipped = naive.dt.tz_localize(timezone, ambiguous=np.ones(len(naive), bool), nonexistent="NaT").isna().to_numpy()
+    repeated = either & ~skipped
+    positions = naive.index.to_numpy()
+    if skipped.any() and nonexistent == "raise":
+        rows = positions[skipped]
+        raise DataValidationError(
+            f"{source}: {len(rows)} local time(s) that never happen in {timezone} (the clocks spring forward "
+            f"over them), e.g. {text.iloc[rows[0]]!r}, at {_lines(rows, first_data_line)}.\nFix: pass "
+            "nonexistent='shift_forward' (to the first time after the gap), 'shift_backward' (to the last "
+            "time before it) or 'drop' (leave those rows out)."
+        )
+    if repeated.any() and ambiguous == "raise":
+        rows = positions[repeated]
+        raise DataValidationError(
+            f"{source}: {len(rows)} local time(s) that happen twice in {timezone} (the clocks fall back), "
+            f"e.g. {text.iloc[rows[0]]!r}, at {_lines(rows, first_data_line)}.\nFix: pass "
+            "ambiguous='earliest' (the first, daylight-saving time), 'latest' (the second, standard "
+            "time) or 'drop' (leave those rows out)."
+        )
+    earliest = {"earliest": True, "latest": False}
+    ambiguous_arg = np.full(len(naive), earliest[ambiguous]) if ambiguous in earliest else "NaT"
+    nonexistent_arg = nonexistent if nonexistent.startswith("shift") else "NaT"
+    return naive.dt.tz_localize(timezone, ambiguous=ambiguous_arg, nonexistent=nonexistent_arg).dt.tz_convert("UTC")
+
+
+def check_ids(table: pd.DataFrame, columns: Sequence[str], *, source: str, first_data_line: int) -> pd.DataFrame:
+    """Strip identifiers read as text and refuse blank ones (an empty user or place is no id)."""
+    out = table
+    for column in columns:
+        if pd.api.types.is_numeric_dtype(table[column]):
+            continue
+        text = table[column].astype("string").str.strip()
+        blank = np.flatnonzero((text.isna() | (text == "")).to_numpy())
+        if len(blank):
+            raise DataValidationError(
+                f"{source}: {len(blank)} blank {column!r} value(s) at {_lines(blank, first_data_line)}.\n"
+                f"Fix: every check-in needs {'who made it' if column == 'user_id' else 'the place'}; "
+                "fill those in or drop those lines."
+            )
+        out = out.assign(**{column: text})
+    return out
+
+
+def looks_like_data(tokens: Sequence[str]) -> bool:
+    """Whether a header line is in fact a data row: it holds a number or a date."""
+    for token in tokens:
+        token = str(token).strip()
+        if _DATE_START.match(token) or pd.notna(pd.to_numeric(token, errors="coerce")):
+            return True
+    return False
+
+
+def first_line(path: Path, encoding: str = "utf-8") -> str:
+    """The first line of a (possibly gzipped) text file, without its line end."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding=encoding, errors="replace", newline="") as fh:
+            return fh.readline().rstrip("\r\n")
+    except (OSError, EOFError):
+        return ""
 
 
 def validate_checkins(checkins: pd.DataFrame, *, source: str = "check-ins", allow_extra: bool = True) -> pd.DataFrame:

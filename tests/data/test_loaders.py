@@ -183,9 +183,51 @@ def test_read_graph_series_checks_shapes():
     assert series.node_ids.tolist() == ["a", "b"] and series.edge_index.shape == (2, 2)
 
 
+def test_read_graph_series_refuses_infinite_values_but_keeps_missing_ones():
+    values = np.ones((5, 2))
+    values[1, 0] = np.nan
+    assert np.isnan(read_graph_series(values, np.eye(2)).values[1, 0])
+    values[3, 1] = np.inf
+    with pytest.raises(DataValidationError, match="(?s)1 infinite value.*time step 3, node 1.*NaN"):
+        read_graph_series(values, np.eye(2))
+
+
+def test_read_graph_series_refuses_node_ids_of_the_wrong_length():
+    with pytest.raises(DataValidationError, match=r"(?s)3 node id\(s\).*for 2 nodes.*one id per value column"):
+        read_graph_series(np.ones((5, 2)), np.eye(2), node_ids=np.array([7, 8, 9]))
+    with pytest.raises(DataValidationError, match="node id"):
+        read_graph_series(pd.DataFrame(np.ones((4, 2)), columns=["a", "b"]), np.eye(2), node_ids=["a"])
+    with pytest.raises(DataValidationError, match="coordinates"):
+        read_graph_series(np.ones((5, 2)), np.eye(2), coords=np.zeros((3, 2)))
+
+
 def test_load_checkins_dispatch(tmp_path):
     with pytest.raises(ValueError, match="unknown check-in data set"):
         load_checkins("atlantis")
     path = tmp_path / "mine.csv"
     path.write_text("user_id,timestamp,lat,lon,poi_id\n1,2010-10-12T00:21:28Z,40.64,-73.78,5\n")
     assert len(load_checkins(str(path))) == 1
+
+
+def test_the_data_layer_imports_one_way():
+    """No module of stlab.data imports one that imports it back, even lazily inside a function."""
+    import ast
+    from pathlib import Path
+
+    import stlab.data
+
+    folder = Path(stlab.data.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stlab.data.")}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph.get(start, ()))
+
+    cycles = [m for m in graph if reaches(m, m)]
+    assert not cycles, {m: graph[m] for m in cycles}
+    assert "loaders" not in graph["synthetic"] and "chapters" not in str(graph)

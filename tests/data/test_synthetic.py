@@ -91,13 +91,12 @@ def test_bad_config_is_refused():
         WorldConfig(num_users=0)
 
 
-def test_chapter_world_is_shared_and_matches_chapter_checkins():
-    from stlab.data import SMOKE_WORLD, chapter_world, load_chapter_checkins
+def test_cached_world_is_shared_per_config():
+    from stlab.data import cached_world
 
-    world = chapter_world(0, True)
-    assert world is chapter_world(0, True)
-    assert world.config.num_users == SMOKE_WORLD["num_users"]
-    pd.testing.assert_frame_equal(load_chapter_checkins("synthetic", seed=0, smoke=True), world.checkins)
+    config = WorldConfig(num_users=20, num_pois=50, num_days=7, seed=4)
+    assert cached_world(config) is cached_world(WorldConfig(num_users=20, num_pois=50, num_days=7, seed=4))
+    assert cached_world(config) is not cached_world(WorldConfig(num_users=20, num_pois=50, num_days=7, seed=5))
 
 
 def test_behaviour_log_mechanism_shows_in_the_data():

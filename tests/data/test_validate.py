@@ -105,3 +105,86 @@ def test_validate_checkins_rejects_naive_times_and_nulls():
         validate_checkins(frame)
     with pytest.raises(DataValidationError, match="empty"):
         validate_checkins(frame.iloc[:0])
+
+
+@pytest.mark.parametrize(("row", "column"), [(",2010-10-12T00:21:28Z,40.6,-73.7,5", "user_id"),
+                                             ("7,2010-10-12T00:21:28Z,40.6,-73.7,   ", "poi_id")])
+def test_blank_ids_are_named_with_their_lines(tmp_path, row, column):
+    text = GOOD + row + "\n"
+    with pytest.raises(DataValidationError, match=f"(?s)blank '{column}'.*line 4.*Fix"):
+        read_checkins(write(tmp_path, text))
+
+
+def test_string_ids_are_stripped(tmp_path):
+    checkins = read_checkins(write(tmp_path, HEADER + " ann ,2010-10-12T00:21:28Z,40.6,-73.7, cafe\n"))
+    assert checkins["user_id"].tolist() == ["ann"] and checkins["poi_id"].tolist() == ["cafe"]
+
+
+MIXED = HEADER + "1,2024-05-02T12:10:00Z,40.75,-73.97,1\n1,2024-05-02 09:10:00,40.75,-73.97,2\n"
+
+
+def test_zone_less_stamps_mixed_with_zoned_ones_are_localised(tmp_path):
+    checkins = read_checkins(write(tmp_path, MIXED), timezone="America/New_York")
+    assert checkins["timestamp"].tolist() == [pd.Timestamp("2024-05-02T12:10:00Z"), pd.Timestamp("2024-05-02T13:10:00Z")]
+
+
+def test_zone_less_stamps_mixed_with_zoned_ones_need_a_timezone(tmp_path):
+    with pytest.raises(DataValidationError, match=r"(?s)1 time stamp\(s\) without a time zone \(while 1 other.*line 3.*timezone="):
+        read_checkins(write(tmp_path, MIXED))
+
+
+def test_an_unparseable_stamp_is_called_unparseable(tmp_path):
+    with pytest.raises(DataValidationError, match=r"(?s)unparseable time stamp\(s\) \['next tuesday'\] at line 3") as err:
+        read_checkins(write(tmp_path, GOOD.replace("2010-10-12T01:00:00Z", "next tuesday")))
+    assert "without a time zone" not in str(err.value)
+
+
+SPRING = HEADER + "1,2024-03-10 01:30:00,40.75,-73.97,1\n1,2024-03-10 02:30:00,40.75,-73.97,2\n"
+AUTUMN = HEADER + "1,2024-11-03 00:30:00,40.75,-73.97,1\n1,2024-11-03 01:30:00,40.75,-73.97,2\n"
+
+
+def test_daylight_saving_gap_has_its_own_error_and_choices(tmp_path):
+    path = write(tmp_path, SPRING)
+    with pytest.raises(DataValidationError, match="(?s)never happen.*'2024-03-10 02:30:00'.*line 3.*nonexistent='shift_forward'"):
+        read_checkins(path, timezone="America/New_York")
+    forward = read_checkins(path, timezone="America/New_York", nonexistent="shift_forward")
+    assert forward["timestamp"].iloc[1] == pd.Timestamp("2024-03-10T07:00:00Z")  # 03:00 EDT
+    backward = read_checkins(path, timezone="America/New_York", nonexistent="shift_backward")
+    assert backward["timestamp"].iloc[1] < pd.Timestamp("2024-03-10T07:00:00Z")
+    assert len(read_checkins(path, timezone="America/New_York", nonexistent="drop")) == 1
+
+
+def test_daylight_saving_repeat_has_its_own_error_and_choices(tmp_path):
+    path = write(tmp_path, AUTUMN)
+    with pytest.raises(DataValidationError, match="(?s)happen twice.*'2024-11-03 01:30:00'.*line 3.*ambiguous='earliest'"):
+        read_checkins(path, timezone="America/New_York")
+    earliest = read_checkins(path, timezone="America/New_York", ambiguous="earliest")
+    latest = read_checkins(path, timezone="America/New_York", ambiguous="latest")
+    assert earliest["timestamp"].iloc[1] == pd.Timestamp("2024-11-03T05:30:00Z")  # 01:30 EDT
+    assert latest["timestamp"].iloc[1] == pd.Timestamp("2024-11-03T06:30:00Z")  # 01:30 EST
+    assert len(read_checkins(path, timezone="America/New_York", ambiguous="drop")) == 1
+    with pytest.raises(ValueError, match="ambiguous must be one of"):
+        read_checkins(path, timezone="America/New_York", ambiguous="NaT")
+
+
+SNAP_ROWS = "0\t2010-10-12T00:21:28Z\t40.64\t-73.78\t23261\n0\t2010-10-11T20:21:20Z\t40.74\t-73.99\t16907\n"
+
+
+def test_a_file_without_a_header_says_so_and_how_to_read_it(tmp_path):
+    path = write(tmp_path, SNAP_ROWS, "loc-gowalla_totalCheckins.txt")
+    with pytest.raises(DataValidationError, match=r"(?s)header row is missing.*names=\['user_id'.*format='snap'"):
+        read_checkins(path)
+    snap = read_checkins(path, format="snap")
+    assert snap["poi_id"].tolist() == [16907, 23261] and len(snap) == 2
+    named = read_checkins(path, names=["user_id", "timestamp", "lat", "lon", "poi_id"])
+    pd.testing.assert_frame_equal(named, snap)
+    with pytest.raises(DataValidationError, match="4 names given.*5 fields"):
+        read_checkins(path, names=["user_id", "timestamp", "lat", "lon"])
+
+
+def test_snap_format_reads_gzip(tmp_path):
+    import gzip
+
+    path = tmp_path / "snap.txt.gz"
+    path.write_bytes(gzip.compress(SNAP_ROWS.encode()))
+    assert len(read_checkins(path, format="snap")) == 2
