@@ -6,9 +6,11 @@ Override order, highest first (introduced in chapter 1):
 2. an environment variable ``STLAB_<NAME>`` (for example ``STLAB_DATASET=synthetic``);
 3. the default written in the dataclass.
 
-Paths:
+Paths (see :mod:`stlab.data.fetch` for the order in which they are searched):
 
 * ``STLAB_DATA`` -- a folder holding data sets as ``<name>/<file>`` (read only, never written);
+* ``<project root>/data/`` -- the project's own data folder, laid out the same way; git ignores
+  everything in it but its README (:func:`project_data_dir`);
 * ``STLAB_CACHE`` -- where downloads and processed files go (default ``~/.cache/stlab``).
 """
 
@@ -32,6 +34,15 @@ def data_dir() -> Path | None:
     """The user's local data folder (``$STLAB_DATA``), if set."""
     value = env_setting("data")
     return Path(value).expanduser() if value else None
+
+
+#: The project's root: the folder holding ``stlab/``, ``chapters/`` and ``data/``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_data_dir() -> Path:
+    """The project's own data folder, ``<project root>/data`` (looked in after ``$STLAB_DATA``)."""
+    return PROJECT_ROOT / "data"
 
 
 def cache_dir() -> Path:

@@ -28,3 +28,11 @@ def test_bad_values_are_named(monkeypatch):
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("STLAB_CACHE", str(tmp_path))
     assert cache_dir() == tmp_path
+
+
+def test_project_data_dir_is_the_data_folder_beside_the_package():
+    from stlab.config import PROJECT_ROOT, project_data_dir
+
+    assert project_data_dir() == PROJECT_ROOT / "data"
+    assert (PROJECT_ROOT / "stlab" / "config.py").is_file()
+    assert (project_data_dir() / "README.md").is_file()  # the only tracked file in it

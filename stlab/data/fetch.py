@@ -4,14 +4,18 @@ Resolution order for each file (first hit wins, every hit is verified):
 
 1. an explicit folder passed by the caller (``path=``);
 2. ``$STLAB_DATA/<dataset>/<file>`` -- a local copy the user names;
-3. the user cache, ``$STLAB_CACHE/<dataset>/<file>`` (default ``~/.cache/stlab``);
-4. a download from the original URL into the cache.
+3. ``<project root>/data/<dataset>/<file>`` -- the project's own data folder
+   (:func:`stlab.config.project_data_dir`);
+4. the user cache, ``$STLAB_CACHE/<dataset>/<file>`` (default ``~/.cache/stlab``);
+5. a download from the original URL into the cache.
 
 Checksums are verified after every download and on every use of a cached or local file. A
 local file that fails is an error (it is the user's file: we never overwrite it); a cached file
-that fails is deleted and fetched again. Downloads go to a temporary file that is renamed into
-place only once complete and verified, so a half-written file never looks like data. Nothing
-ever prompts.
+that fails is deleted and fetched again. Downloads go through pooch: into a temporary file in
+the cache, checked against the registered hash, and renamed into place only if it matches, so a
+half-written or wrong file never looks like data. Archives (zip, gzip) are kept under
+``<cache>/downloads/`` and the registered file is extracted from them, verified, and renamed into
+place the same way. Nothing ever prompts.
 
 Introduced in chapter 1 (Behaviour logs).
 """
@@ -24,8 +28,6 @@ import logging
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -33,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tqdm.auto import tqdm
+import pooch
+import requests
 
+from stlab import config
 from stlab.config import cache_dir, data_dir, env_setting
 from stlab.data.errors import ChecksumError, DataNotFoundError
 from stlab.data.registry import DataFile, Dataset, get_dataset
@@ -70,7 +74,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
 
 @dataclass(frozen=True)
 class Resolved:
-    """Where a verified file was found: ``explicit``, ``STLAB_DATA``, ``cache`` or ``download``."""
+    """Where a verified file was found: ``explicit``, ``STLAB_DATA``, ``project data``, ``cache`` or ``download``."""
 
     path: Path
     source: str
@@ -116,36 +120,54 @@ def verify_file(path: Path, dataset: Dataset, entry: DataFile, *, where: str) ->
         )
 
 
-def _download(url: str, dest: Path, *, md5: str | None, progress: bool) -> None:
-    """Stream ``url`` into ``dest`` atomically, checking the publisher's md5 when given."""
+@contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """Hide pooch's own log lines (they name pooch's API, not ours); its progress bar stays."""
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _download(url: str, dest: Path, *, known_hash: str | None, progress: bool) -> None:
+    """Download ``url`` to ``dest`` through pooch, checking ``known_hash`` (``"sha256:..."``).
+
+    Pooch streams into a temporary file beside ``dest`` and renames it only when the hash
+    matches; on a mismatch the temporary file is deleted and nothing is left behind.
+
+    Raises:
+        ChecksumError: the download does not match ``known_hash``.
+        requests.RequestException: the server could not be reached or refused the file.
+    """
     timeout = float(env_setting("download_timeout") or 30)
-    request = urllib.request.Request(url, headers={"User-Agent": "stlab-data/0.1"})
-    digest = hashlib.md5()
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}",
-                      disable=not progress, leave=False) as bar:
-                for block in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
-        if md5 is not None and digest.hexdigest() != md5:
-            raise ChecksumError(
-                f"download of {url} is corrupt.\n  expected md5: {md5}\n  actual md5:   "
-                f"{digest.hexdigest()}\nFix: retry later, or download it by hand and put the "
-                "extracted files in a folder named by STLAB_DATA."
-            )
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout,
+                                      headers={"User-Agent": "stlab-data/0.1"})
+    try:
+        with _quiet_pooch():
+            pooch.retrieve(url, known_hash=known_hash, fname=dest.name, path=dest.parent, downloader=downloader)
+    except ValueError as err:
+        if "hash" not in str(err):
+            raise DataNotFoundError(f"cannot download {url}: {err}") from None
+        raise ChecksumError(
+            f"download of {url} is corrupt or not the registered version; it was discarded.\n  {err}\n"
+            "Fix: retry later, or download it by hand and put it in a folder named by STLAB_DATA."
+        ) from None
+
+
+def _known_hash(sha256: str | None, md5: str | None) -> str | None:
+    if sha256 is not None:
+        return f"sha256:{sha256}"
+    return None if md5 is None else f"md5:{md5}"
 
 
 def _download_archive(url: str, md5: str | None, progress: bool) -> Path:
     """Return a verified local copy of an archive, downloading it into the cache when needed."""
     dest = cache_dir() / "downloads" / url.rstrip("/").rsplit("/", 1)[-1]
-    if dest.exists() and md5 is not None and file_digest(dest, "md5") != md5:
-        log.warning("cached archive %s is corrupt; downloading it again", dest)
-        dest.unlink()
-    if not dest.exists():
-        _download(url, dest, md5=md5, progress=progress)
+    # Pooch re-downloads a cached archive whose md5 no longer matches.
+    _download(url, dest, known_hash=_known_hash(None, md5), progress=progress)
     return dest
 
 
@@ -171,9 +193,12 @@ def _fetch_into_cache(dataset: Dataset, entry: DataFile, dest: Path, progress: b
                 shutil.copyfileobj(src, out, _CHUNK)
             verify_file(tmp, dataset, entry, where="downloaded")
     else:
-        with atomic_path(dest) as tmp:
-            _download(entry.url, tmp, md5=entry.download_md5, progress=progress)
-            verify_file(tmp, dataset, entry, where="downloaded")
+        _download(entry.url, dest, known_hash=_known_hash(entry.sha256, entry.download_md5), progress=progress)
+        try:
+            verify_file(dest, dataset, entry, where="downloaded")
+        except ChecksumError:
+            dest.unlink()
+            raise
     if entry.sha256 is None and entry.download_md5 is None:
         # Trust on first use: record what we got so every later use is checked against it.
         with atomic_path(_recorded_digest_path(dest)) as tmp:
@@ -197,6 +222,7 @@ def _not_found_message(dataset: Dataset, entry: DataFile, looked: list[str]) -> 
         f"  - put the file at <folder>/{dataset.name}/{entry.name} and set STLAB_DATA=<folder> "
         "(for example STLAB_DATA=../shared/data)"
     )
+    lines.append(f"  - or put it in the project's data folder: {config.project_data_dir() / dataset.name / entry.name}")
     lines.append('  - or use the simulated city: dataset="synthetic" (make book DATASET=synthetic)')
     return "\n".join(lines)
 
@@ -238,6 +264,7 @@ def fetch_file(
         candidates.append(("STLAB_DATA", local / ds.name / entry.name))
     else:
         looked.append("$STLAB_DATA (not set)")
+    candidates.append(("project data", config.project_data_dir() / ds.name / entry.name))
     for source, candidate in candidates:
         if candidate.is_file():
             verify_file(candidate, ds, entry, where=f"local ({source})")
@@ -271,8 +298,8 @@ def fetch_file(
         try:
             _fetch_into_cache(ds, entry, cached, progress)
             return Resolved(cached, "download")
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            looked.append(f"download: {entry.url} failed ({getattr(err, 'reason', err)})")
+        except (requests.RequestException, OSError, DataNotFoundError) as err:
+            looked.append(f"download: {entry.url} failed ({err})")
     raise DataNotFoundError(_not_found_message(ds, entry, looked))
 
 

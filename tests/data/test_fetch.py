@@ -1,11 +1,18 @@
-"""Resolution order, checksum verification on every use, downloads, and the errors' wording."""
+"""Resolution order, checksum verification on every use, downloads, and the errors' wording.
+
+Downloads are served by a local HTTP server over a temporary folder: no test uses the network.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
+import http.server
 import io
+import socket
+import threading
 import zipfile
 
 import pytest
@@ -27,17 +34,42 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Remote:
+    """A folder served over HTTP on localhost, standing in for the publisher's server."""
+
+    def __init__(self, folder, port):
+        self.folder, self.port = folder, port
+
+    def __truediv__(self, name):
+        return self.folder / name
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+
 @pytest.fixture
-def remote(tmp_path):
-    """A folder standing in for the publisher's server, reached through file:// URLs."""
+def remote(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     folder = tmp_path / "remote"
     folder.mkdir()
-    return folder
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Remote(folder, server.server_address[1])
+    server.shutdown()
+    server.server_close()
 
 
 def test_download_then_cache_hit(monkeypatch, remote):
     (remote / "a.tsv").write_bytes(PAYLOAD)
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
     first = fetch_file("toy", "a.tsv", download=True, progress=False)
     assert first.source == "download" and first.path.read_bytes() == PAYLOAD
     (remote / "a.tsv").unlink()  # the server is gone; the cache must serve it
@@ -47,7 +79,7 @@ def test_download_then_cache_hit(monkeypatch, remote):
 
 def test_resolution_order(monkeypatch, tmp_path, remote):
     (remote / "a.tsv").write_bytes(PAYLOAD)
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
     fetch_file("toy", "a.tsv", download=True, progress=False)  # fills the cache
     local = tmp_path / "local"
     (local / "toy").mkdir(parents=True)
@@ -84,7 +116,7 @@ def test_wrong_size_is_reported_before_hashing_matters(monkeypatch, tmp_path):
 
 def test_corrupted_cache_is_refetched(monkeypatch, remote):
     (remote / "a.tsv").write_bytes(PAYLOAD)
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
     cached = fetch_file("toy", "a.tsv", download=True, progress=False).path
     cached.write_bytes(PAYLOAD.replace(b"1", b"2"))  # same size, different content: bit rot
     with pytest.warns(UserWarning, match="corrupt cached file"):
@@ -94,7 +126,7 @@ def test_corrupted_cache_is_refetched(monkeypatch, remote):
 
 def test_corrupted_cache_offline_is_reported(monkeypatch, remote):
     (remote / "a.tsv").write_bytes(PAYLOAD)
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
     cached = fetch_file("toy", "a.tsv", download=True, progress=False).path
     cached.write_bytes(PAYLOAD.replace(b"1", b"2"))
     with pytest.warns(UserWarning), pytest.raises(ChecksumError, match="cannot be fetched again"):
@@ -104,7 +136,7 @@ def test_corrupted_cache_offline_is_reported(monkeypatch, remote):
 
 def test_failed_download_leaves_nothing_behind(monkeypatch, remote):
     (remote / "a.tsv").write_bytes(b"something else entirely\n")
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, remote.url("a.tsv")),))
     with pytest.raises(ChecksumError):
         fetch_file("toy", "a.tsv", download=True, progress=False)
     folder = fetch_cache_folder()
@@ -127,10 +159,19 @@ def test_not_found_message_lists_places_and_fixes(monkeypatch):
         assert needle in message, needle
 
 
-def test_unreachable_host_is_a_not_found_error(monkeypatch, tmp_path):
-    missing = (tmp_path / "nowhere" / "a.tsv").as_uri()
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, missing),))
+def test_unreachable_host_is_a_not_found_error(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, f"http://127.0.0.1:{port}/a.tsv"),))
     with pytest.raises(DataNotFoundError, match="failed"):
+        fetch_file("toy", "a.tsv", download=True, progress=False)
+
+
+def test_missing_file_on_the_server_is_a_not_found_error(monkeypatch, remote):
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, remote.url("a.tsv")),))
+    with pytest.raises(DataNotFoundError, match="(?s)404.*STLAB_DATA="):
         fetch_file("toy", "a.tsv", download=True, progress=False)
 
 
@@ -141,7 +182,7 @@ def test_zip_member_with_publisher_md5(monkeypatch, remote):
         zf.writestr("pack/b.tsv", PAYLOAD * 2)
     (remote / "pack.zip").write_bytes(buffer.getvalue())
     md5 = hashlib.md5(buffer.getvalue()).hexdigest()
-    url = (remote / "pack.zip").as_uri()
+    url = remote.url("pack.zip")
     make_dataset(monkeypatch, (
         DataFile("a.tsv", sha(PAYLOAD), None, url, member="pack/a.tsv", download_md5=md5),
         DataFile("b.tsv", sha(PAYLOAD * 2), None, url, member="pack/b.tsv", download_md5=md5),
@@ -155,7 +196,7 @@ def test_zip_with_wrong_md5_is_refused(monkeypatch, remote):
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("pack/a.tsv", PAYLOAD)
     (remote / "pack.zip").write_bytes(buffer.getvalue())
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, (remote / "pack.zip").as_uri(),
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, remote.url("pack.zip"),
                                         member="pack/a.tsv", download_md5="0" * 32),))
     with pytest.raises(ChecksumError, match="md5"):
         fetch_file("toy", "a.tsv", download=True, progress=False)
@@ -163,13 +204,13 @@ def test_zip_with_wrong_md5_is_refused(monkeypatch, remote):
 
 def test_gunzip_download(monkeypatch, remote):
     (remote / "a.tsv.gz").write_bytes(gzip.compress(PAYLOAD))
-    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), (remote / "a.tsv.gz").as_uri(), gunzip=True),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv.gz"), gunzip=True),))
     assert fetch_file("toy", "a.tsv", download=True, progress=False).path.read_bytes() == PAYLOAD
 
 
 def test_unpinned_file_is_recorded_on_first_download_and_checked_after(monkeypatch, remote):
     (remote / "a.tsv").write_bytes(PAYLOAD)
-    make_dataset(monkeypatch, (DataFile("a.tsv", None, None, (remote / "a.tsv").as_uri()),))
+    make_dataset(monkeypatch, (DataFile("a.tsv", None, None, remote.url("a.tsv")),))
     with pytest.warns(UserWarning, match="no published checksum"):
         path = fetch_file("toy", "a.tsv", download=True, progress=False).path
     assert path.with_name("a.tsv.sha256").read_text().startswith(sha(PAYLOAD))
@@ -210,3 +251,59 @@ def test_full_and_subset_forms_are_both_registered():
     full = registry.REGISTRY["gowalla"].files[0]
     assert full.gunzip and full.size == 394_645_737 and full.sha256.startswith("4e02ea12")
     assert dataclasses.asdict(subset.files[0])["sha256"].startswith("82bde513")
+
+
+def test_project_data_folder_sits_between_stlab_data_and_the_cache(monkeypatch, tmp_path, remote, empty_project_data):
+    (remote / "a.tsv").write_bytes(PAYLOAD)
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
+    assert fetch_file("toy", "a.tsv", download=True, progress=False).source == "download"  # fills the cache
+    (empty_project_data / "toy").mkdir()
+    (empty_project_data / "toy" / "a.tsv").write_bytes(PAYLOAD)
+    resolved = fetch_file("toy", "a.tsv")
+    assert resolved.source == "project data" and resolved.path == empty_project_data / "toy" / "a.tsv"
+    local = tmp_path / "local"
+    (local / "toy").mkdir(parents=True)
+    (local / "toy" / "a.tsv").write_bytes(PAYLOAD)
+    monkeypatch.setenv("STLAB_DATA", str(local))
+    assert fetch_file("toy", "a.tsv").source == "STLAB_DATA"
+
+
+def test_project_data_file_is_verified_and_never_deleted(monkeypatch, empty_project_data):
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, None),))
+    (empty_project_data / "toy").mkdir()
+    (empty_project_data / "toy" / "a.tsv").write_bytes(b"edited by hand\n")
+    with pytest.raises(ChecksumError, match="project data"):
+        fetch_file("toy", "a.tsv")
+    assert (empty_project_data / "toy" / "a.tsv").exists()
+
+
+def test_not_found_message_names_the_project_data_folder(monkeypatch, empty_project_data):
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), None, None),))
+    with pytest.raises(DataNotFoundError) as err:
+        fetch_file("toy", "a.tsv")
+    assert str(empty_project_data / "toy" / "a.tsv") in str(err.value)
+
+
+def test_downloads_go_through_pooch_with_the_registered_hash(monkeypatch, remote):
+    import pooch
+
+    (remote / "a.tsv").write_bytes(PAYLOAD)
+    make_dataset(monkeypatch, (DataFile("a.tsv", sha(PAYLOAD), len(PAYLOAD), remote.url("a.tsv")),))
+    calls = []
+    real_retrieve = pooch.retrieve
+
+    def spy(url, known_hash=None, **kwargs):
+        calls.append((url, known_hash, kwargs["downloader"].progressbar))
+        return real_retrieve(url, known_hash=known_hash, **kwargs)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    fetch_file("toy", "a.tsv", download=True, progress=True)
+    assert calls == [(remote.url("a.tsv"), f"sha256:{sha(PAYLOAD)}", True)]
+
+
+def test_md5_mismatch_of_a_plain_download_leaves_nothing_behind(monkeypatch, remote):
+    (remote / "a.tsv").write_bytes(PAYLOAD)
+    make_dataset(monkeypatch, (DataFile("a.tsv", None, None, remote.url("a.tsv"), download_md5="0" * 32),))
+    with pytest.raises(ChecksumError, match="(?s)discarded.*md5:0{32}"):
+        fetch_file("toy", "a.tsv", download=True, progress=False)
+    assert not any(fetch_cache_folder().rglob("a.tsv*"))
