@@ -24,12 +24,15 @@ from stlab.data.fetch import atomic_path, file_digest
 
 log = logging.getLogger(__name__)
 
-#: Bump when the layout of processed tables changes, so old caches are rebuilt.
+#: Version of the code that builds processed tables, part of every fingerprint. Bump it in the
+#: same commit as any change to a loader's ``build`` (parsing, dtypes, filters, column order) or
+#: to the layout of processed files: the fingerprint sees settings and input checksums, not code,
+#: so without a bump every reader would keep loading tables made by the old code.
 CACHE_FORMAT = 1
 
 
 def fingerprint(settings: Mapping[str, Any], inputs: Sequence[str]) -> str:
-    """Stable hash of preprocessing settings and input checksums."""
+    """Stable hash of preprocessing settings, input checksums and :data:`CACHE_FORMAT`."""
     payload = json.dumps(
         {"settings": settings, "inputs": list(inputs), "format": CACHE_FORMAT},
         sort_keys=True, default=str,

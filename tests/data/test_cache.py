@@ -6,7 +6,8 @@ import json
 
 import pandas as pd
 
-from stlab.data import cached_frame
+import stlab.data.cache as cache_module
+from stlab.data import cached_frame, fingerprint
 
 
 def test_rebuilds_only_when_needed(tmp_path):
@@ -39,3 +40,18 @@ def test_corrupted_parquet_is_rebuilt(tmp_path):
     frame = cached_frame("t", {}, [], build, directory=tmp_path)
     assert len(builds) == 2 and frame["x"].tolist() == [1.5]
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_the_format_version_is_part_of_the_fingerprint(monkeypatch, tmp_path):
+    builds = []
+
+    def build():
+        builds.append(1)
+        return pd.DataFrame({"x": [1]})
+
+    before = fingerprint({"k": 1}, ["sha-a"])
+    cached_frame("t", {"k": 1}, ["sha-a"], build, directory=tmp_path)
+    monkeypatch.setattr(cache_module, "CACHE_FORMAT", cache_module.CACHE_FORMAT + 1)  # the parsing code changed
+    assert fingerprint({"k": 1}, ["sha-a"]) != before
+    cached_frame("t", {"k": 1}, ["sha-a"], build, directory=tmp_path)
+    assert len(builds) == 2
