@@ -29,8 +29,8 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 help:
 	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
-	@echo "make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic seed=1\""
-	@echo "make data      fetch and verify every registered data set that can be reached"
+	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
+	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
 	@echo "make bench     time the book build, each chapter, the tests, rolling-origin SARIMA, recurrent and graph training"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
@@ -61,7 +61,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 rerun: $(STAMP)
-	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=01-behaviour-logs PARAMS=\"dataset=synthetic\""; exit 2; }
+	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\""; exit 2; }
 	$(PY) -m stlab.rerun "$(CHAPTER)" $(PARAMS)
 
 data: $(STAMP)
