@@ -104,7 +104,7 @@ def main() -> None:
                                            spatial_channels=16)
             features = 2 + 2 * len(setup.clock_periods)
             net = (TGCN(operator, features, config) if model == "tgcn"
-                   else STGCN(operator, features, series.num_nodes, config)).to(device)
+                   else STGCN(operator, features, config)).to(device)
             optimizer = torch.optim.Adam(net.parameters())
             x = torch.randn(batch, setup.window, series.num_nodes, features, device=device)
             target = torch.randn(batch, setup.horizon, series.num_nodes, device=device)

@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 EARTH_RADIUS_KM = 6371.0088
+#: Hours in a day and in a week: the two seasons of hourly behaviour (shared by every module).
+HOURS_PER_DAY = 24
+HOURS_PER_WEEK = 7 * HOURS_PER_DAY
 _GEOHASH_ALPHABET = np.array(list("0123456789bcdefghjkmnpqrstuvwxyz"))
 
 
@@ -33,6 +36,23 @@ def cyclic_encode(values: np.ndarray | pd.Series, period: float) -> tuple[np.nda
     """
     angle = 2 * np.pi * np.asarray(values, dtype=np.float64) / period
     return np.sin(angle), np.cos(angle)
+
+
+def clock_features(positions: np.ndarray, periods: Sequence[int]) -> np.ndarray:
+    """``[T, 2 P]`` float64 sine and cosine of ``2 pi position / period`` for each period, interleaved.
+
+    The clock inputs of the neural forecasters: ``positions`` are row numbers (or hours of the
+    week), ``periods`` for example ``(HOURS_PER_DAY, HOURS_PER_WEEK)`` for hourly rows or
+    ``(288,)`` for the time of day of 5-minute rows. Columns are ``sin p1, cos p1, sin p2, ...``
+    (:func:`cyclic_encode` of each period); no period gives ``[T, 0]``.
+
+    Used by chapters 6, 7 (:mod:`stlab.models.windows`) and 10 (:mod:`stlab.models.torch.stgraph`).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    columns: list[np.ndarray] = []
+    for period in periods:
+        columns += cyclic_encode(positions, period)
+    return np.stack(columns, axis=-1) if columns else np.zeros((len(positions), 0))
 
 
 def local_times(timestamps: pd.Series, timezone: str | None = None, tz_offset_min: pd.Series | None = None) -> pd.Series:

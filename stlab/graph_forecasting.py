@@ -10,8 +10,8 @@ missing) and a graph. The protocol (chapter 10):
    forecasts ``horizon`` steps of all nodes, seeing only readings before the origin (models are
    fitted once; later origins only append observations -- :func:`stlab.forecasting.rolling_origin`).
 3. **Metrics.** MAE, RMSE and MAPE at chosen steps ahead, averaged over *all valid* (origin,
-   node) points at once; missing actuals are left out; MAPE only where the actual is non-zero
-   and at least ``mape_min_true``.
+   node) points at once; missing actuals are left out (a missing forecast is an error); MAPE
+   only where the actual is at least ``mape_min_true`` (the table's MAPE column names it).
 
 :class:`NetworkSetup` holds what differs between networks (time step, window, horizon, which
 steps to report, the transform of counts, how the adjacency is made) as typed data, with one
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from stlab.data.loaders import GraphSeries
-from stlab.forecasting import Forecaster, RollingOriginResult, horizon_table, rolling_origin
+from stlab.forecasting import Forecaster, RollingOriginResult, check_new_rows, horizon_table, rolling_origin
+from stlab.metrics import DEFAULT_MAPE_FLOOR
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class NetworkSetup:
         transform: (str | None) ``"log1p"`` for counts, ``None`` for speeds.
         adjacency: (str) ``"weights"`` uses the published weights (similarities); ``"binary"``
             keeps only which pairs are linked (for weights that are distances) and symmetrises.
-        mape_min_true: (float) MAPE keeps non-zero actuals of at least this.
+        mape_min_true: (float) MAPE keeps actuals of at least this, in the data's unit (default
+            :data:`stlab.metrics.DEFAULT_MAPE_FLOOR`, 1: speeds below 1 mph are failed detectors,
+            and a percentage of a near-zero reading is unbounded).
         test_share: (float) last share of the steps used for testing.
         validation_share: (float) last share of the history held out for early stopping.
         unit: (str) the unit of the readings, for labels.
@@ -67,7 +70,7 @@ class NetworkSetup:
     clock_periods: tuple[int, ...] = ()
     transform: Literal["log1p"] | None = None
     adjacency: Literal["weights", "binary"] = "weights"
-    mape_min_true: float = 0.0
+    mape_min_true: float = DEFAULT_MAPE_FLOOR
     test_share: float = 0.2
     validation_share: float = 0.125
     unit: str = ""
@@ -77,6 +80,8 @@ class NetworkSetup:
             raise ValueError(f"report_steps {self.report_steps} must lie in 1..horizon = {self.horizon}")
         if not 0 < self.test_share < 1 or not 0 <= self.validation_share < 1:
             raise ValueError("test_share must be in (0, 1) and validation_share in [0, 1)")
+        if not self.mape_min_true > 0:
+            raise ValueError(f"mape_min_true must be > 0 (MAPE's floor, in the data's unit), got {self.mape_min_true!r}")
 
     def step_label(self, steps: int) -> str:
         """``"15 min"`` or ``"3 h"``: how far ahead ``steps`` steps are."""
@@ -163,6 +168,10 @@ class CausallyFilled:
         return self
 
     def update(self, y_new: np.ndarray, exog_new: np.ndarray | None = None) -> CausallyFilled:
+        if self._last is None:
+            raise RuntimeError(f"{self.name}: call fit() before update()")
+        y_new = np.asarray(y_new, dtype=np.float64)
+        check_new_rows(y_new, len(self._last) if y_new.ndim == 2 or len(self._last) > 1 else None, self.name)
         self.forecaster.update(self._fill(y_new), exog_new)
         return self
 

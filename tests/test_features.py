@@ -121,3 +121,21 @@ def test_behaviour_features_ignore_same_second_events():
     assert label.tolist() == [1, 0, 0]
     with pytest.raises(ValueError, match="lacks column"):
         behaviour_features(events.drop(columns="category_id"))
+
+
+def test_clock_features_are_the_cyclic_encoding_of_each_period():
+    from stlab.features import HOURS_PER_DAY, HOURS_PER_WEEK, clock_features
+    from stlab.models import windows
+    from stlab.models.recurrent import HOURS_PER_WEEK as recurrent_week
+
+    assert (HOURS_PER_DAY, HOURS_PER_WEEK) == (24, 168) and recurrent_week is HOURS_PER_WEEK
+    positions = np.arange(200)
+    clock = clock_features(positions, (HOURS_PER_DAY, HOURS_PER_WEEK))
+    assert clock.shape == (200, 4)
+    day_sin, day_cos = cyclic_encode(positions, 24)
+    np.testing.assert_array_equal(clock[:, 0], day_sin)
+    np.testing.assert_array_equal(clock[:, 1], day_cos)
+    np.testing.assert_allclose(clock[24, :2], clock[0, :2], atol=1e-12)  # a day later: the same time of day
+    np.testing.assert_allclose(clock[168], clock[0], atol=1e-12)  # a week later: the same hour of the week
+    assert clock_features(positions, ()).shape == (200, 0)
+    assert windows.clock_features is clock_features  # one implementation for every forecaster

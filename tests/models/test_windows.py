@@ -7,6 +7,8 @@ checks windows, lags, scaling and the inverse transform end to end.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,6 +79,18 @@ def test_standardizer_round_trip_and_constant_columns():
     assert np.allclose(scaled[:, 0].mean(), 0) and np.allclose(scaled[:, 0].std(), 1)
     assert scaler.scale[1] == 1.0 and np.allclose(scaled[:, 1], 0)  # a constant column is only centred
     assert np.allclose(scaler.inverse(scaled), values)
+
+
+def test_standardizer_ignores_missing_values():
+    values = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0 + 1e-9], [np.nan, np.nan, 5.0]])
+    scaler = Standardizer.fit(values)
+    assert np.allclose(scaler.mean, [2.0, 0.0, 5.0]) and np.allclose(scaler.scale, [1.0, 1.0, 1.0])
+    scaled = scaler.transform(values)
+    assert np.isnan(scaled[2, 0]) and np.allclose(scaled[:2, 0], [-1.0, 1.0])
+    # Without gaps, the same statistics as numpy's mean and standard deviation.
+    complete = np.random.default_rng(0).normal(size=(50, 3))
+    fitted = Standardizer.fit(complete)
+    assert np.array_equal(fitted.mean, complete.mean(axis=0)) and np.array_equal(fitted.scale, complete.std(axis=0))
 
 
 def test_target_scaler_uses_the_training_rows_only():
@@ -165,7 +179,9 @@ class SeasonalLagForecaster(WindowedForecaster):
         return batch.future[..., self.num_future_features - len(self.config.seasonal_lags)].astype(np.float64)
 
 
-CONFIG = ForecasterConfig(window=48, horizon=24, seasonal_lags=(24, 48), samples_per_epoch=100, batch_size=32)
+# A fifth held out: its earlier half for early stopping, its later half for calibrating the intervals.
+CONFIG = ForecasterConfig(window=48, horizon=24, seasonal_lags=(24, 48), samples_per_epoch=100, batch_size=32,
+                          validation_share=0.2)
 
 
 def _counts(num_hours: int, num_series: int = 1, seed: int = 0) -> np.ndarray:
@@ -200,6 +216,30 @@ def test_scalers_are_fitted_on_the_training_part_only():
     assert model.train_samples_[:, 0].max() + CONFIG.horizon <= train_end  # training targets stay in training
     assert model.validation_samples_[:, 0].min() >= train_end
     assert model.residuals_.shape[1:] == (24, 2) and model.residuals_.shape[0] >= MIN_VALIDATION_ORIGINS
+
+
+def test_intervals_are_calibrated_on_a_tail_that_early_stopping_never_sees():
+    y = _counts(24 * 25, 2)
+    model = SeasonalLagForecaster(CONFIG).fit(y)
+    held_out = round(CONFIG.validation_share * len(y))
+    calibration_start = len(y) - round(CONFIG.calibration_share * held_out)
+    # Validation windows (early stopping) end before the calibration part begins.
+    assert model.validation_samples_[:, 0].max() + CONFIG.horizon <= calibration_start
+    assert model.calibration_samples_[:, 0].min() >= calibration_start
+    assert len(np.unique(model.validation_samples_[:, 0])) >= MIN_VALIDATION_ORIGINS
+    assert len(model.residuals_) == len(np.unique(model.calibration_samples_[:, 0]))
+    # The residuals come from the calibration windows: changing the truth there changes them.
+    changed = y.copy()
+    changed[calibration_start + 30:] += 50
+    other = SeasonalLagForecaster(CONFIG).fit(changed)
+    assert not np.allclose(other.residuals_, model.residuals_)
+    assert np.array_equal(other.validation_samples_, model.validation_samples_)
+    # No calibration part: no interval, and early stopping uses the whole held-out part.
+    plain = SeasonalLagForecaster(dataclasses.replace(CONFIG, calibration_share=0.0)).fit(y)
+    assert plain.residuals_ is None and plain.forecast(24).lower is None
+    assert plain.validation_samples_[:, 0].max() == len(y) - CONFIG.horizon
+    with pytest.raises(ValueError, match="calibration_share"):
+        ForecasterConfig(calibration_share=1.0)
 
 
 def test_exog_truncated_horizons_and_rolling_origin():
@@ -242,5 +282,7 @@ def test_errors_name_the_fix():
         model.update([3.0], np.zeros((2, 2)))
     with pytest.raises(ValueError, match="fitted without regressors"):
         SeasonalLagForecaster(CONFIG).fit(y).forecast(24, np.zeros((24, 2)))
-    with pytest.raises(ValueError, match="3 columns"):
+    with pytest.raises(ValueError, match=r"expected new rows of shape \[k, 3\].*got shape \[2, 2\]"):
         SeasonalLagForecaster(CONFIG).fit(_counts(24 * 25, 3)).update(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"expected new rows of shape \[k\].*got shape \[2, 3\]"):
+        SeasonalLagForecaster(CONFIG).fit(y).update(np.zeros((2, 3)))

@@ -15,6 +15,10 @@ Both read the last ``window`` steps of **all** nodes of a network at once and fo
   (GLU), a graph convolution with ReLU and a second gated temporal convolution, each followed by
   layer normalisation; a last temporal convolution collapses the remaining steps and a linear
   map gives the ``horizon`` forecasts (direct multi-step, rather than the paper's iteration).
+  The layer normalisation is **per node** -- over the channels of each node and step -- where
+  the reference code normalises over ``[N, C]`` together. Normalising over all nodes lets every
+  node's statistics reach every other node even with ``S = I``, so "STGCN without edges" would
+  not be every node on its own; per node, the graph convolution is the only path between nodes.
 
 :class:`GraphForecaster` wraps either network in the book's :class:`~stlab.forecasting.Forecaster`
 protocol (``fit`` / ``forecast`` / ``update``), so :func:`stlab.forecasting.rolling_origin`
@@ -43,9 +47,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from stlab.forecasting import Forecast
+from stlab.features import clock_features
+from stlab.forecasting import Forecast, check_new_rows
 from stlab.graphs import normalized_adjacency, to_torch_sparse
 from stlab.graph_forecasting import fill_causal
+from stlab.models.windows.scaling import Standardizer
 from stlab.training import EarlyStopping, cpu_threads, seed_everything, select_device, train_epochs
 
 
@@ -204,7 +210,7 @@ class TemporalGatedConv(nn.Module):
 
 
 class STConvBlock(nn.Module):
-    """Temporal GLU -> graph convolution + ReLU -> temporal GLU -> layer norm over ``[N, C]``.
+    """Temporal GLU -> graph convolution + ReLU -> temporal GLU -> layer norm over ``C``, per node.
 
     The graph convolution is ``ReLU(Z Theta_0 + S Z Theta_1)``: Yu et al.'s Chebyshev
     convolution of order one, with the GCN operator ``S`` in place of the scaled Laplacian.
@@ -214,7 +220,7 @@ class STConvBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, temporal_channels: int, spatial_channels: int, kernel_size: int,
-                 num_nodes: int, dropout: float) -> None:
+                 dropout: float) -> None:
         super().__init__()
         self.temporal_in = TemporalGatedConv(in_channels, temporal_channels, kernel_size)
         # First-order Chebyshev form: the node itself and its neighbourhood get separate weights,
@@ -222,7 +228,9 @@ class STConvBlock(nn.Module):
         self.own = nn.Linear(temporal_channels, spatial_channels)
         self.spatial = nn.Linear(temporal_channels, spatial_channels, bias=False)
         self.temporal_out = TemporalGatedConv(spatial_channels, temporal_channels, kernel_size)
-        self.norm = nn.LayerNorm([num_nodes, temporal_channels])
+        # Per node: statistics over the channels of one node and step, so no node's scale leaks
+        # into another's except through S.
+        self.norm = nn.LayerNorm(temporal_channels)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, operator: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -232,29 +240,31 @@ class STConvBlock(nn.Module):
         z = torch.relu(self.own(z) + propagate(operator, self.spatial(z)))  # [B*T', N, C_s]
         z = z.reshape(batch, steps, nodes, -1).permute(0, 3, 1, 2)  # [B, C_s, T', N]
         z = self.temporal_out(z)  # [B, C_t, T'', N]
-        z = self.norm(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        z = self.norm(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # normalised over C_t, per (step, node)
         return self.dropout(z)
 
 
 class STGCN(nn.Module):
     """Two ST-Conv blocks and an output layer, direct multi-step.
 
+    Every layer acts per node except the graph convolutions, so the same weights apply to a
+    network of any size, and with ``S = I`` each node is forecast from its own window alone.
+
     Shapes:
         ``x``: ``[B, W, N, F]`` -> ``[B, H, N]``.
     """
 
-    def __init__(self, operator: torch.Tensor, num_features: int, num_nodes: int,
-                 config: GraphForecasterConfig) -> None:
+    def __init__(self, operator: torch.Tensor, num_features: int, config: GraphForecasterConfig) -> None:
         super().__init__()
         self.register_buffer("operator", operator)
         c_t, c_s, k = config.hidden_size, config.spatial_channels, config.kernel_size
         self.blocks = nn.ModuleList([
-            STConvBlock(num_features, c_t, c_s, k, num_nodes, config.dropout),
-            STConvBlock(c_t, c_t, c_s, k, num_nodes, config.dropout),
+            STConvBlock(num_features, c_t, c_s, k, config.dropout),
+            STConvBlock(c_t, c_t, c_s, k, config.dropout),
         ])
         remaining = config.window - 4 * (k - 1)
         self.collapse = TemporalGatedConv(c_t, c_t, remaining)  # -> one step
-        self.norm = nn.LayerNorm([num_nodes, c_t])
+        self.norm = nn.LayerNorm(c_t)  # per node
         self.head = nn.Sequential(nn.Linear(c_t, c_t), nn.ReLU(), nn.Linear(c_t, config.horizon))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +272,7 @@ class STGCN(nn.Module):
         for block in self.blocks:
             z = block(self.operator, z)
         z = self.collapse(z)[:, :, 0]  # [B, C_t, N]
-        z = self.norm(z.transpose(1, 2))  # [B, N, C_t]
+        z = self.norm(z.transpose(1, 2))  # [B, N, C_t], normalised over C_t per node
         return self.head(z).transpose(1, 2)  # [B, H, N]
 
 
@@ -299,6 +309,7 @@ class GraphForecaster:
         self.history_: pd.DataFrame | None = None
         self.fit_seconds_: float = math.nan
         self.profile_: np.ndarray | None = None  # [season, N] scaled profile, when configured
+        self.scaler_: Standardizer | None = None  # per-node statistics of the training part
         self._raw: np.ndarray | None = None  # [T, N] the scaled history with NaN kept
         self._filled: np.ndarray | None = None  # [T, N] the same, filled causally (network inputs)
         self.device_ = torch.device("cpu")
@@ -307,20 +318,30 @@ class GraphForecaster:
     def _forward_transform(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(np.clip(y, 0, None)) if self.config.transform == "log1p" else y
 
+    @property
+    def mean_(self) -> np.ndarray:
+        """``[N]`` per-node mean of the (transformed) training part."""
+        assert self.scaler_ is not None, "call fit() first"
+        return self.scaler_.mean
+
+    @property
+    def std_(self) -> np.ndarray:
+        """``[N]`` per-node standard deviation of the (transformed) training part (1 if constant)."""
+        assert self.scaler_ is not None, "call fit() first"
+        return self.scaler_.scale
+
     def _scale(self, y: np.ndarray) -> np.ndarray:
-        return ((self._forward_transform(y) - self.mean_) / self.std_).astype(np.float32)
+        assert self.scaler_ is not None
+        return self.scaler_.transform(self._forward_transform(y)).astype(np.float32)
 
     def _unscale(self, z: np.ndarray) -> np.ndarray:
-        y = z * self.std_ + self.mean_
+        assert self.scaler_ is not None
+        y = self.scaler_.inverse(z)
         return np.expm1(y).clip(0, None) if self.config.transform == "log1p" else y
 
     def _clock(self, positions: np.ndarray) -> np.ndarray:
         """``[len(positions), 2 * len(clock_periods)]`` sine/cosine of the row positions."""
-        columns = []
-        for period in self.config.clock_periods:
-            angle = 2 * np.pi * positions / period
-            columns += [np.sin(angle), np.cos(angle)]
-        return np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((len(positions), 0), np.float32)
+        return clock_features(positions, self.config.clock_periods).astype(np.float32)
 
     def _profile(self, rows: np.ndarray) -> np.ndarray:
         """The profile at row positions (any shape ``S``) -> ``S + [N]``; zeros without a profile."""
@@ -367,11 +388,8 @@ class GraphForecaster:
                              "give a longer history or a shorter window/horizon")
         with cpu_threads(cfg.num_threads):
             start = time.perf_counter()
-            train_part = self._forward_transform(y[:num_train])
-            with np.errstate(all="ignore"):
-                self.mean_ = np.nan_to_num(np.nanmean(train_part, axis=0))
-                self.std_ = np.nan_to_num(np.nanstd(train_part, axis=0))
-            self.std_ = np.where(self.std_ > 1e-6, self.std_, 1.0)  # a constant node keeps unit scale
+            # Per node, NaN ignored; a constant (or never observed) node keeps unit scale.
+            self.scaler_ = Standardizer.fit(self._forward_transform(y[:num_train]))
             self.profile_ = None
             if cfg.profile_season is not None:
                 scaled = self._scale(y[:num_train])
@@ -390,7 +408,7 @@ class GraphForecaster:
             operator = to_torch_sparse(self.operator_matrix)
             num_features = 1 + (self.profile_ is not None) + 2 * len(cfg.clock_periods)
             self.net_ = (TGCN(operator, num_features, cfg) if cfg.model == "tgcn"
-                         else STGCN(operator, num_features, self.num_nodes, cfg)).to(self.device_)
+                         else STGCN(operator, num_features, cfg)).to(self.device_)
             if self.profile_ is not None:
                 # The last layer starts at zero, so training starts from the profile itself.
                 last = self.net_.head if isinstance(self.net_.head, nn.Linear) else self.net_.head[-1]
@@ -443,7 +461,7 @@ class GraphForecaster:
         """Append observations ``[k, N]`` after the origin; the weights stay as fitted."""
         if self._raw is None:
             raise RuntimeError(f"{self.name}: call fit() before update()")
-        y_new = np.asarray(y_new, dtype=np.float64).reshape(-1, self.num_nodes)
+        y_new = check_new_rows(y_new, self.num_nodes, self.name)
         self._raw = np.concatenate([self._raw, self._scale(y_new)])
         self._filled = fill_causal(self._raw, np.zeros(self.num_nodes))
         return self

@@ -13,11 +13,12 @@ from stlab.models.keras.forecast import KerasRecurrentForecaster, build_forecast
 from stlab.models.windows import ForecasterConfig  # noqa: E402
 
 TINY = ForecasterConfig(window=48, horizon=24, hidden_size=16, context_size=4, head_size=16, seasonal_lags=(24, 48),
-                        num_epochs=2, samples_per_epoch=256, batch_size=64, max_validation_windows=128)
+                        num_epochs=2, samples_per_epoch=256, batch_size=64, max_validation_windows=128,
+                        validation_share=0.2)  # its earlier half early-stops, its later half calibrates
 # No clock and no seasonal lags: the phase of the day can only come from reading the window.
 PURE = ForecasterConfig(window=48, horizon=24, hidden_size=16, context_size=4, head_size=16, seasonal_lags=(),
                         clock_periods=(), num_epochs=5, samples_per_epoch=256, batch_size=32, lr=1e-2,
-                        max_validation_windows=128)
+                        max_validation_windows=128, validation_share=0.2)
 
 
 def daily_counts(num_hours: int, num_series: int = 1, seed: int = 0) -> np.ndarray:

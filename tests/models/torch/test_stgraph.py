@@ -56,7 +56,7 @@ def test_network_shapes_and_graph_dependence():
     x = torch.randn(4, 12, n, 3)
     for model in ("tgcn", "stgcn"):
         config = GraphForecasterConfig(model=model, window=12, horizon=5, hidden_size=8, spatial_channels=4)
-        net = TGCN(operator, 3, config) if model == "tgcn" else STGCN(operator, 3, n, config)
+        net = TGCN(operator, 3, config) if model == "tgcn" else STGCN(operator, 3, config)
         net.eval()
         out = net(x)
         assert out.shape == (4, 5, n)
@@ -65,6 +65,41 @@ def test_network_shapes_and_graph_dependence():
         x2[:, :, 0] += 3.0
         moved = (net(x2) - out).abs().amax(dim=(0, 1))
         assert moved[1] > 1e-4 and moved[n - 1] > 1e-4
+
+
+@pytest.mark.parametrize("model", ["tgcn", "stgcn"])
+def test_without_edges_every_node_is_on_its_own(model):
+    # S = I (no edges): nothing may carry one node's inputs to another -- not even a
+    # normalisation over nodes, which is why STGCN normalises per node.
+    n = 6
+    operator = to_torch_sparse(normalized_adjacency(np.zeros((n, n))))
+    config = GraphForecasterConfig(model=model, window=12, horizon=3, hidden_size=8, spatial_channels=4)
+    torch.manual_seed(0)
+    net = TGCN(operator, 2, config) if model == "tgcn" else STGCN(operator, 2, config)
+    net.eval()
+    x = torch.randn(3, 12, n, 2)
+    x2 = x.clone()
+    x2[:, :, 0] = 10 * torch.randn(3, 12, 2)
+    moved = (net(x2) - net(x)).abs().amax(dim=(0, 1))
+    assert moved[0] > 1e-4 and torch.all(moved[1:] < 1e-6)
+
+
+def test_stgcn_weights_do_not_depend_on_the_number_of_nodes():
+    config = GraphForecasterConfig(model="stgcn", window=12, horizon=3, hidden_size=8, spatial_channels=4)
+    small = STGCN(to_torch_sparse(normalized_adjacency(_ring(5))), 2, config)
+    large = STGCN(to_torch_sparse(normalized_adjacency(_ring(9))), 2, config)
+    assert [p.shape for p in small.parameters()] == [p.shape for p in large.parameters()]
+
+
+def test_graph_forecaster_update_checks_the_number_of_nodes():
+    series = load_graph_series("synthetic", smoke=True)
+    config = GraphForecasterConfig(model="stgcn", window=12, horizon=4, hidden_size=8, spatial_channels=4,
+                                   num_epochs=1, samples_per_epoch=8, progress=False)
+    model = GraphForecaster(series.adjacency(), config).fit(series.values[:300])
+    with pytest.raises(ValueError, match=rf"expected new rows of shape \[k, {series.num_nodes}\]"):
+        model.update(np.zeros((2, series.num_nodes + 1)))
+    model.update(series.values[300:302])
+    assert np.isfinite(model.forecast(4).mean).all()
 
 
 def test_temporal_gated_conv_shortens_time():
