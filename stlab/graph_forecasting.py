@@ -33,6 +33,7 @@ import pandas as pd
 from stlab.data.loaders import GraphSeries
 from stlab.forecasting import Forecaster, RollingOriginResult, check_new_rows, horizon_table, rolling_origin
 from stlab.metrics import DEFAULT_MAPE_FLOOR
+from stlab.models.windows.inputs import fill_causal
 
 
 @dataclass(frozen=True)
@@ -124,16 +125,84 @@ def network_setup(dataset: str) -> NetworkSetup:
                        "create NetworkSetup(minutes_per_step=..., window=..., horizon=..., ...)") from None
 
 
-def fill_causal(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Fill ``NaN`` with the node's last earlier reading, or ``fallback[node]`` before its first.
+# --------------------------------------------------------------------------- the chapter's models
+#: Training budget of the chapter's neural models: maximum epochs of each graph model, and
+#: node-windows drawn per epoch (windows times the nodes each holds, equal on both networks).
+NUM_EPOCHS = 20
+NODE_WINDOWS_PER_EPOCH = 53_000
 
-    Only the past is used, so filled inputs never carry future information.
 
-    Shapes:
-        ``values``: ``[T, N]``; ``fallback``: ``[N]``; output ``[T, N]``.
+def graph_model_config(setup: NetworkSetup, model: Literal["tgcn", "stgcn"], num_nodes: int, *, seed: int = 0,
+                       num_epochs: int = NUM_EPOCHS, node_windows_per_epoch: int = NODE_WINDOWS_PER_EPOCH) -> Any:
+    """The chapter's :class:`~stlab.models.torch.stgraph.GraphForecasterConfig` for a network.
+
+    A window of the bus network holds 675 nodes, one of LOS-LOOP 207: an epoch draws as many
+    node-windows on both, and a network of more than 300 nodes gets narrower layers, so both
+    cost about the same. The graph models read the historical profile and forecast the
+    deviation from it, and hold out the last ``validation_share`` of the history for early
+    stopping.
     """
-    frame = pd.DataFrame(values).ffill()
-    return frame.fillna(pd.Series(np.asarray(fallback), index=frame.columns)).to_numpy(dtype=np.float32)
+    from stlab.models.torch.stgraph import GraphForecasterConfig
+
+    return GraphForecasterConfig(
+        model=model, window=setup.window, horizon=setup.horizon, hidden_size=32 if num_nodes <= 300 else 16,
+        spatial_channels=16, clock_periods=setup.clock_periods, transform=setup.transform, num_epochs=num_epochs,
+        samples_per_epoch=max(node_windows_per_epoch // num_nodes, 8), validation_share=setup.validation_share,
+        seed=seed, profile_season=setup.average_season, progress=False)
+
+
+def node_lstm_config(setup: NetworkSetup, *, seed: int = 0) -> Any:
+    """The chapter's per-node LSTM (:class:`~stlab.models.windows.ForecasterConfig`): one network
+    shared by all nodes, each reading its own window, trained to convergence (patience 6)."""
+    from stlab.models.windows import ForecasterConfig
+
+    return ForecasterConfig(
+        window=setup.window, horizon=setup.horizon, hidden_size=32, seasonal_lags=(),
+        clock_periods=setup.clock_periods, transform=setup.transform, num_epochs=30, patience=6,
+        samples_per_epoch=4096, validation_share=setup.validation_share, seed=seed, progress=False,
+        calibration_share=0.0,  # point forecasts only: the whole held-out part early-stops, as for the graph models
+        name="LSTM per node")
+
+
+def network_forecasters(series: GraphSeries, setup: NetworkSetup, *, seed: int = 0, num_epochs: int = NUM_EPOCHS,
+                        node_windows_per_epoch: int = NODE_WINDOWS_PER_EPOCH,
+                        models: Sequence[str] | None = None) -> dict[str, Callable[[], Forecaster]]:
+    """Factories of the chapter's models on one network, by name.
+
+    ``"historical average"``, ``"LSTM per node"`` (fed causally filled readings: its windows
+    cannot skip a gap), ``"T-GCN"``, ``"STGCN"`` and ``"STGCN without edges"`` (the same STGCN
+    with ``S = I``: every node on its own). ``models`` keeps only the named ones, in that order.
+    """
+    from stlab.forecasting import HistoricalAverageForecaster
+    from stlab.models.torch.forecast import TorchRecurrentForecaster
+    from stlab.models.torch.stgraph import GraphForecaster
+
+    adjacency = setup.adjacency_of(series)
+    n = series.num_nodes
+    budget = {"seed": seed, "num_epochs": num_epochs, "node_windows_per_epoch": node_windows_per_epoch}
+    every: dict[str, Callable[[], Forecaster]] = {
+        "historical average": lambda: HistoricalAverageForecaster(setup.average_season),
+        "LSTM per node": lambda: CausallyFilled(TorchRecurrentForecaster(node_lstm_config(setup, seed=seed))),
+        "T-GCN": lambda: GraphForecaster(adjacency, graph_model_config(setup, "tgcn", n, **budget)),
+        "STGCN": lambda: GraphForecaster(adjacency, graph_model_config(setup, "stgcn", n, **budget)),
+        "STGCN without edges": lambda: GraphForecaster(np.zeros_like(adjacency),
+                                                       graph_model_config(setup, "stgcn", n, **budget)),
+    }
+    if models is None:
+        return every
+    unknown = set(models) - set(every)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {list(every)}")
+    return {name: every[name] for name in models}
+
+
+def arima_per_node(setup: NetworkSetup) -> Forecaster:
+    """The chapter's per-node ARIMA: ARIMA(1,1,1) for speeds, AR(2) on ``log(1 + y)`` for counts."""
+    from stlab.forecasting import SarimaForecaster
+
+    if setup.transform == "log1p":
+        return SarimaForecaster((2, 0, 0), transform="log1p", name="AR(2) per node")
+    return SarimaForecaster((1, 1, 1), name="ARIMA(1,1,1) per node")
 
 
 class CausallyFilled:
@@ -296,5 +365,6 @@ def _widen(result: RollingOriginResult, nodes: np.ndarray, num_nodes: int) -> Ro
                                extra={**result.extra, "nodes": nodes})
 
 
-__all__ = ["CausallyFilled", "NETWORK_SETUPS", "NetworkEvaluation", "NetworkSetup", "evaluate_network", "fill_causal",
-           "network_setup"]
+__all__ = ["CausallyFilled", "NETWORK_SETUPS", "NODE_WINDOWS_PER_EPOCH", "NUM_EPOCHS", "NetworkEvaluation",
+           "NetworkSetup", "arima_per_node", "evaluate_network", "fill_causal", "graph_model_config",
+           "network_forecasters", "network_setup", "node_lstm_config"]

@@ -28,9 +28,10 @@ The modules, by concern:
 * :mod:`stlab.forecasting.evaluation` -- :func:`rolling_origin`, :class:`RollingOriginResult`,
   :func:`compare`, :func:`horizon_table`.
 
-Every public name is importable from ``stlab.forecasting`` itself. The series builders live in
-the data layer, :mod:`stlab.data.series`; ``from stlab.forecasting import hourly_bike_series``
-(and the other three) still works, but new code imports them from there.
+Every public name is importable from ``stlab.forecasting`` itself. The series builders and the
+SARIMA simulator live in the data layer, :mod:`stlab.data.series`; ``from stlab.forecasting
+import hourly_bike_series`` (and the other builders) still works, but new code imports them from
+there.
 
 References: Box, Jenkins, Reinsel & Ljung, *Time Series Analysis* (5th ed., 2015) for SARIMA;
 Hyndman & Koehler (2006) for MASE; Hyndman & Athanasopoulos, *Forecasting: Principles and
@@ -41,27 +42,13 @@ Introduced in chapter 3 (Counting behaviour over time).
 
 from __future__ import annotations
 
-from typing import Any
-
+from stlab.data.series import bike_regressors, hourly_bike_series, region_hour_counts, synthetic_rentals
 from stlab.forecasting.base import (ColumnwiseForecaster, Forecast, Forecaster, HistoricalAverageForecaster,
                                     NaiveForecaster, SeasonalNaiveForecaster, check_new_rows)
 from stlab.forecasting.diagnostics import ljung_box, stationarity_tests
 from stlab.forecasting.evaluation import RollingOriginResult, compare, horizon_table, rolling_origin
 from stlab.forecasting.poisson import PoissonEvolutionModel
 from stlab.forecasting.sarima import Order, SarimaForecaster, SeasonalOrder, select_order, simulate_sarima
-
-# Moved to the data layer; imported on first use so that ``stlab.forecasting`` does not load
-# ``stlab.data`` (and its loaders) for a forecaster alone.
-_SERIES_BUILDERS = ("bike_regressors", "hourly_bike_series", "region_hour_counts", "synthetic_rentals")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SERIES_BUILDERS:
-        from stlab.data import series
-
-        return getattr(series, name)
-    raise AttributeError(f"module 'stlab.forecasting' has no attribute {name!r}")
-
 
 __all__ = [
     "ColumnwiseForecaster", "Forecast", "Forecaster", "HistoricalAverageForecaster", "NaiveForecaster", "Order",

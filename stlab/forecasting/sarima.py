@@ -2,7 +2,8 @@
 
 :class:`SarimaForecaster` wraps statsmodels' state-space ``SARIMAX`` in the book's forecasting
 interface with a cheap rolling-origin update; :func:`select_order` ranks candidate orders by AIC
-or BIC; :func:`simulate_sarima` draws a series of known structure with a plain NumPy recursion.
+or BIC; :func:`simulate_sarima` (defined with the other series builders in :mod:`stlab.data.series`, and
+importable from here) draws a series of known structure with a plain NumPy recursion.
 
 References: Box, Jenkins, Reinsel & Ljung, *Time Series Analysis* (5th ed., 2015).
 
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from stlab.data.series import simulate_sarima
 from stlab.forecasting.base import Forecast, _as_history, _check_horizon, _check_level, check_new_rows
 
 Order = tuple[int, int, int]
@@ -328,68 +330,6 @@ def select_order(y: np.ndarray, orders: Sequence[Order], seasonal_orders: Sequen
                      "converged": model.converged, "seconds": time.perf_counter() - start})
     table = pd.DataFrame(rows).sort_values(criterion, kind="stable").reset_index(drop=True)
     return table
-
-
-# --------------------------------------------------------------------------- simulation
-def _poly_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.convolve(a, b)
-
-
-def simulate_sarima(n: int, *, ar: Sequence[float] = (), ma: Sequence[float] = (), seasonal_ar: Sequence[float] = (),
-                    seasonal_ma: Sequence[float] = (), season: int = 24, d: int = 0, D: int = 0,
-                    mean: float = 0.0, sigma: float = 1.0, burn_in: int = 1000, seed: int = 0) -> np.ndarray:
-    """Simulate ``phi(L) Phi(L^s) (1-L)^d (1-L^s)^D (y_t - mu) = theta(L) Theta(L^s) e_t``.
-
-    Sign conventions follow statsmodels' SARIMAX (``ar=(0.6,)`` means ``y_t = 0.6 y_{t-1} + ...``;
-    ``ma=(0.3,)`` means ``+ 0.3 e_{t-1}``), so fitted parameters can be compared directly. The
-    recursion is a plain loop over time with NumPy dot products, independent of statsmodels.
-
-    Args:
-        n: (int) length returned.
-        ar, ma: non-seasonal coefficients ``phi_1..phi_p``, ``theta_1..theta_q``.
-        seasonal_ar, seasonal_ma: seasonal coefficients ``Phi_1..Phi_P``, ``Theta_1..Theta_Q``.
-        season: (int) ``s``.
-        d, D: (int) orders of ordinary and seasonal integration, applied after the ARMA recursion.
-        mean: (float) mean ``mu`` of the stationary ARMA part.
-        sigma: (float) standard deviation of the Gaussian innovations ``e_t``.
-        burn_in: (int) initial values discarded so the start does not depend on zeros.
-        seed: (int) seed of the innovations.
-
-    Returns:
-        ``[n]`` float64.
-    """
-    if n < 1 or burn_in < 0 or season < 1 or d < 0 or D < 0 or sigma < 0:
-        raise ValueError("need n >= 1, burn_in >= 0, season >= 1, d >= 0, D >= 0, sigma >= 0")
-    # Lag polynomials as coefficient arrays in L: phi(L) = 1 - sum phi_i L^i, theta(L) = 1 + sum theta_j L^j.
-    phi = np.r_[1.0, -np.asarray(ar, dtype=np.float64)]
-    big_phi = np.zeros(season * len(seasonal_ar) + 1)
-    big_phi[0] = 1.0
-    big_phi[season::season] = -np.asarray(seasonal_ar, dtype=np.float64)
-    theta = np.r_[1.0, np.asarray(ma, dtype=np.float64)]
-    big_theta = np.zeros(season * len(seasonal_ma) + 1)
-    big_theta[0] = 1.0
-    big_theta[season::season] = np.asarray(seasonal_ma, dtype=np.float64)
-    ar_poly = _poly_multiply(phi, big_phi)        # 1 - a_1 L - a_2 L^2 - ...
-    ma_poly = _poly_multiply(theta, big_theta)    # 1 + b_1 L + b_2 L^2 + ...
-    a, b = -ar_poly[1:], ma_poly[1:]
-    p, q = len(a), len(b)
-    total = n + burn_in + d + D * season
-    rng = np.random.default_rng(seed)
-    e = rng.normal(0.0, sigma, total + q)
-    x = np.zeros(total + p)
-    for t in range(total):
-        past_x = x[t:t + p][::-1]            # x_{t-1}, ..., x_{t-p}
-        past_e = e[t:t + q][::-1]            # e_{t-1}, ..., e_{t-q}
-        x[t + p] = a @ past_x + e[t + q] + b @ past_e
-    w = x[p:] + mean
-    for _ in range(D):                       # seasonal integration: y_t = w_t + y_{t-s}
-        w = np.concatenate([np.zeros(season), w])
-        for t in range(season, len(w)):
-            w[t] += w[t - season]
-        w = w[season:]
-    for _ in range(d):
-        w = np.cumsum(w)
-    return w[-n:]
 
 
 __all__ = ["Order", "SarimaForecaster", "SeasonalOrder", "select_order", "simulate_sarima"]

@@ -50,7 +50,7 @@ from torch import nn
 from stlab.features import clock_features
 from stlab.forecasting import Forecast, check_new_rows
 from stlab.graphs import normalized_adjacency, to_torch_sparse
-from stlab.graph_forecasting import fill_causal
+from stlab.models.windows.inputs import fill_causal
 from stlab.models.windows.scaling import Standardizer
 from stlab.training import EarlyStopping, cpu_threads, seed_everything, select_device, train_epochs
 

@@ -1,5 +1,6 @@
 """Windows and step features: cutting a series into (window, next values) pairs, the clock and
-calendar inputs, and the batches of network inputs.
+calendar inputs, the batches of network inputs, and the causal filling of gaps that a window
+cannot skip (:func:`fill_causal`, used by the graph forecasters of chapter 10).
 
 Introduced in chapter 6 (Recurrent models in Keras).
 """
@@ -130,5 +131,17 @@ def window_inputs(z: np.ndarray, g: np.ndarray, origins: np.ndarray, columns: np
     return WindowInputs(past.astype(np.float32), future, series, target)
 
 
-__all__ = ["HOURS_PER_DAY", "HOURS_PER_WEEK", "WindowInputs", "calendar_features", "clock_features",
+def fill_causal(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Fill ``NaN`` with the node's last earlier reading, or ``fallback[node]`` before its first.
+
+    Only the past is used, so filled inputs never carry future information.
+
+    Shapes:
+        ``values``: ``[T, N]``; ``fallback``: ``[N]``; output ``[T, N]``.
+    """
+    frame = pd.DataFrame(values).ffill()
+    return frame.fillna(pd.Series(np.asarray(fallback), index=frame.columns)).to_numpy(dtype=np.float32)
+
+
+__all__ = ["HOURS_PER_DAY", "HOURS_PER_WEEK", "WindowInputs", "calendar_features", "clock_features", "fill_causal",
            "sliding_windows", "window_inputs"]
