@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from stlab.data import BBox
-from stlab.features import haversine_km
+from stlab.features import haversine_km, same_as_previous
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ def drop_outside(checkins: pd.DataFrame, bbox: BBox) -> pd.DataFrame:
 def drop_rapid_repeats(checkins: pd.DataFrame, window_s: float) -> pd.DataFrame:
     """Remove a check-in if the same user checked in at the same POI less than ``window_s`` ago."""
     ordered = checkins.sort_values(["user_id", "poi_id", "timestamp"], kind="stable")
-    same = (ordered["user_id"].eq(ordered["user_id"].shift()) & ordered["poi_id"].eq(ordered["poi_id"].shift()))
-    gap = ordered["timestamp"].diff().dt.total_seconds()
-    repeat = same & (gap < window_s)
-    return checkins.loc[ordered.index[~repeat.to_numpy()]].sort_values(["user_id", "timestamp"], kind="stable")
+    same = same_as_previous(ordered["user_id"]) & same_as_previous(ordered["poi_id"])
+    gap = ordered["timestamp"].diff().dt.total_seconds().to_numpy()
+    repeat = same & (gap < window_s)  # the first row's gap is NaN: never a repeat
+    return checkins.loc[ordered.index[~repeat]].sort_values(["user_id", "timestamp"], kind="stable")
 
 
 def _seconds(timestamps: pd.Series) -> np.ndarray:

@@ -140,6 +140,16 @@ def geohash(lat: np.ndarray | pd.Series, lon: np.ndarray | pd.Series, precision:
     return np.array(["".join(row) for row in chars], dtype=object)
 
 
+def same_as_previous(values: pd.Series) -> np.ndarray:
+    """``[N]`` bool: whether each value equals the one before it (``False`` for the first).
+
+    Works for any id type -- integers, strings, pandas' nullable dtypes -- without the missing
+    value that ``Series.eq(Series.shift())`` gives the first row of a string column.
+    """
+    array = values.to_numpy()
+    return np.r_[False, array[1:] == array[:-1]].astype(bool)
+
+
 def previous_event_features(checkins: pd.DataFrame) -> pd.DataFrame:
     """Distance (km) and time (s) since the same user's previous event, and whether it was the
     same place. ``NaN`` for each user's first event.
@@ -147,13 +157,13 @@ def previous_event_features(checkins: pd.DataFrame) -> pd.DataFrame:
     Expects check-ins sorted by user then time (as loaders return them).
     """
     _require_sorted(checkins)
-    same_user = checkins["user_id"].eq(checkins["user_id"].shift())
+    same_user = same_as_previous(checkins["user_id"])
     dist = haversine_km(checkins["lat"].shift(), checkins["lon"].shift(), checkins["lat"], checkins["lon"])
     dt = checkins["timestamp"].diff().dt.total_seconds()
     return pd.DataFrame({
         "dist_prev_km": np.where(same_user, dist, np.nan),
         "dt_prev_s": np.where(same_user, dt, np.nan),
-        "same_poi_as_prev": same_user & checkins["poi_id"].eq(checkins["poi_id"].shift()),
+        "same_poi_as_prev": same_user & same_as_previous(checkins["poi_id"]),
     }, index=checkins.index)
 
 

@@ -139,3 +139,19 @@ def test_clock_features_are_the_cyclic_encoding_of_each_period():
     np.testing.assert_allclose(clock[168], clock[0], atol=1e-12)  # a week later: the same hour of the week
     assert clock_features(positions, ()).shape == (200, 0)
     assert windows.clock_features is clock_features  # one implementation for every forecaster
+
+
+def test_previous_event_features_with_string_ids():
+    """A reader's ids may be strings: comparing with the previous row must not give a missing value."""
+    import pandas as pd
+
+    from stlab.features import previous_event_features, same_as_previous
+
+    frame = pd.DataFrame({"user_id": pd.array(["u1", "u1", "u2"], dtype="string"),
+                          "poi_id": pd.array(["p1", "p1", "p1"], dtype="string"),
+                          "timestamp": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 11:00", "2024-01-01 12:00"], utc=True),
+                          "lat": [48.85, 48.86, 48.85], "lon": [2.35, 2.35, 2.35]})
+    assert same_as_previous(frame["user_id"]).tolist() == [False, True, False]
+    features = previous_event_features(frame)
+    assert features["same_poi_as_prev"].tolist() == [False, True, False]
+    assert features["dt_prev_s"].isna().tolist() == [True, False, True]
