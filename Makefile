@@ -58,6 +58,7 @@ book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 
 test: $(STAMP)
 	@# Two workers on two cores: one math thread each, or torch and TensorFlow oversubscribe the CPU.
+	$(VENV)/bin/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 rerun: $(STAMP)

@@ -64,3 +64,25 @@ def test_chapter_shape(chapter):
     exercises = re.findall(r"```\{exercise\}\n:label: (\S+)", text)
     solutions = re.findall(r"````\{solution-start\} (\S+)", text)
     assert exercises and exercises == solutions
+
+
+MAX_MODULE_LINES = 700
+
+
+def test_no_module_is_too_long_to_read():
+    """A module longer than this mixes concerns; split it by what it is about."""
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "stlab").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_layers_hold():
+    """The import-linter contracts in pyproject.toml (also run by `make test` before pytest)."""
+    import shutil
+    import sys
+
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if lint is None:
+        pytest.skip("import-linter is not installed (make install installs it)")
+    result = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
