@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from stlab.data import (NYC_BBOX, BBox, SyntheticWorld, WorldConfig, cached_world, load_checkins,
-                        read_checkins)
+from stlab.data import (NYC_BBOX, BBox, DataNotFoundError, SyntheticWorld, WorldConfig, cached_world,
+                        load_bike_sharing, load_checkins, read_checkins)
+from stlab.data.series import hourly_bike_series, synthetic_rentals
 
 #: Tokyo's 23 wards and their neighbours, as Foursquare TSMC2014's Tokyo file covers them.
 TKY_BBOX = BBox(lon_min=139.47, lat_min=35.51, lon_max=139.91, lat_max=35.87)
@@ -167,3 +168,21 @@ def chapter_checkins(
     if smoke and dataset != "synthetic":
         checkins = _smoke_users(checkins)
     return ChapterCheckins(checkins=checkins, dataset=dataset, timezone=timezone, bbox=box)
+
+
+def chapter_bike_rentals(dataset: str, *, seed: int = 0, num_days: int = 400) -> tuple[pd.DataFrame, bool]:
+    """The hourly bike-rental series the forecasting sections use, and whether it is simulated.
+
+    The real UCI Bike Sharing series (:func:`stlab.data.series.hourly_bike_series`) for the book's
+    real data sets; the simulated stand-in (:func:`stlab.data.series.synthetic_rentals`, ``num_days``
+    long) on the synthetic city, or when the bike files are not at hand -- for instance when a
+    reader runs a chapter on their own check-in file without ``STLAB_DATA``. Says which it is.
+    """
+    if dataset != "synthetic":
+        try:
+            return hourly_bike_series(load_bike_sharing("hour")), False
+        except DataNotFoundError as err:
+            print(f"the UCI bike-sharing files are not at hand ({str(err).splitlines()[0]})")
+    print("the bike-sharing series is a SIMULATED stand-in (daily profile, temperature effect, seasonal AR "
+          "noise); set STLAB_DATA to a folder with uci-bike-sharing/ to use the real one")
+    return synthetic_rentals(num_days=num_days, seed=seed), True

@@ -106,3 +106,10 @@ def test_unknown_data_set_is_named():
 def test_infer_bbox_pads_a_single_place():
     box = infer_bbox(pd.DataFrame({"lat": [48.85] * 3, "lon": [2.35] * 3}))
     assert box.lat_min < 48.85 < box.lat_max and box.lon_min < 2.35 < box.lon_max
+
+
+def test_bike_rentals_fall_back_to_the_simulated_series_when_the_files_are_absent(capsys):
+    rentals, simulated = chapters.chapter_bike_rentals("my-own-file.csv", seed=0, num_days=14)
+    assert simulated and len(rentals) == 14 * 24 and "not at hand" in capsys.readouterr().out
+    rentals, simulated = chapters.chapter_bike_rentals("synthetic", seed=0, num_days=14)
+    assert simulated and len(rentals) == 14 * 24

@@ -16,8 +16,8 @@ CHAPTERS = [c for c in CHAPTERS if c.stem != "references"]
 SMOKE = {"dataset": "synthetic", "smoke": True, "seed": 0}
 
 
-def smoke_notebook(chapter: Path, folder: Path) -> Path:
-    """The chapter as .ipynb with smoke parameters injected as papermill would."""
+def smoke_notebook(chapter: Path, folder: Path, parameters: dict | None = None) -> Path:
+    """The chapter as .ipynb with smoke parameters (or ``parameters``) injected as papermill would."""
     import jupytext
     import nbformat
     from papermill.parameterize import parameterize_notebook
@@ -28,7 +28,7 @@ def smoke_notebook(chapter: Path, folder: Path) -> Path:
     notebook.metadata.setdefault("papermill", nbformat.NotebookNode())
     has_parameters = any("parameters" in c.metadata.get("tags", []) for c in notebook.cells)
     if has_parameters:
-        notebook = parameterize_notebook(notebook, SMOKE)
+        notebook = parameterize_notebook(notebook, SMOKE if parameters is None else parameters)
     target = folder / f"{chapter.stem}.ipynb"
     nbformat.write(notebook, target)
     return target
