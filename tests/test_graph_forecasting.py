@@ -73,3 +73,40 @@ def test_causally_filled_feeds_the_past_only():
     result = rolling_origin(np.array([1.0, np.nan, 3.0, 4.0, np.nan, 6.0] * 10), lambda: CausallyFilled(NaiveForecaster()),
                             initial=30, horizon=2, step=2, season=6, progress=False)
     assert np.isfinite(result.forecasts).all()
+
+
+def test_mape_floor_is_stated_and_positive():
+    from stlab.metrics import DEFAULT_MAPE_FLOOR
+
+    assert network_setup("los-loop").mape_min_true == DEFAULT_MAPE_FLOOR
+    with pytest.raises(ValueError, match="mape_min_true must be > 0"):
+        NetworkSetup(minutes_per_step=5, window=12, horizon=12, report_steps=(12,), step=12, season=288,
+                     average_season=288, mape_min_true=0.0)
+
+
+def test_the_chapters_models_and_settings():
+    pytest.importorskip("torch")
+    from stlab.graph_forecasting import arima_per_node, graph_model_config, network_forecasters, node_lstm_config
+
+    series = load_graph_series("synthetic", smoke=True)
+    setup = network_setup("synthetic")
+    every = network_forecasters(series, setup, seed=3)
+    assert list(every) == ["historical average", "LSTM per node", "T-GCN", "STGCN", "STGCN without edges"]
+    ablation = every["STGCN without edges"]()
+    assert ablation.operator_matrix.nnz == series.num_nodes  # S = I: only the self-loops remain
+    assert list(network_forecasters(series, setup, models=["STGCN"])) == ["STGCN"]
+    with pytest.raises(ValueError, match="unknown models"):
+        network_forecasters(series, setup, models=["DCRNN"])
+    small, wide = (graph_model_config(setup, "stgcn", n, seed=3) for n in (200, 675))
+    assert (small.hidden_size, wide.hidden_size) == (32, 16) and small.seed == 3
+    assert small.samples_per_epoch * 200 <= 53_000 and wide.samples_per_epoch == 53_000 // 675
+    assert node_lstm_config(setup).calibration_share == 0.0  # point forecasts: all held-out data early-stops
+    assert "ARIMA" in arima_per_node(setup).name and "AR(2)" in arima_per_node(network_setup("montevideo-bus")).name
+
+
+def test_causally_filled_update_checks_the_shape():
+    model = CausallyFilled(NaiveForecaster()).fit(np.ones((10, 3)))
+    with pytest.raises(ValueError, match=r"\[k, 3\].*got shape \[2, 2\]"):
+        model.update(np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match="fit"):
+        CausallyFilled(NaiveForecaster()).update(np.ones((2, 3)))

@@ -15,6 +15,7 @@ import pytest
 
 from stlab.forecasting import Forecaster, SeasonalNaiveForecaster, rolling_origin
 from stlab.models.windows import (
+    MIN_EARLY_STOPPING_ORIGINS,
     MIN_VALIDATION_ORIGINS,
     ForecasterConfig,
     Standardizer,
@@ -226,7 +227,7 @@ def test_intervals_are_calibrated_on_a_tail_that_early_stopping_never_sees():
     # Validation windows (early stopping) end before the calibration part begins.
     assert model.validation_samples_[:, 0].max() + CONFIG.horizon <= calibration_start
     assert model.calibration_samples_[:, 0].min() >= calibration_start
-    assert len(np.unique(model.validation_samples_[:, 0])) >= MIN_VALIDATION_ORIGINS
+    assert len(np.unique(model.validation_samples_[:, 0])) >= MIN_EARLY_STOPPING_ORIGINS
     assert len(model.residuals_) == len(np.unique(model.calibration_samples_[:, 0]))
     # The residuals come from the calibration windows: changing the truth there changes them.
     changed = y.copy()

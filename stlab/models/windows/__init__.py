@@ -53,14 +53,15 @@ Introduced in chapter 6 (Recurrent models in Keras).
 from __future__ import annotations
 
 from stlab.models.windows.bugs import all_columns_scaler_bug, check_sequence_input, rows_as_sequences
-from stlab.models.windows.config import MIN_VALIDATION_ORIGINS, ForecasterConfig
+from stlab.models.windows.config import MIN_EARLY_STOPPING_ORIGINS, MIN_VALIDATION_ORIGINS, ForecasterConfig
 from stlab.models.windows.forecaster import WindowedForecaster
 from stlab.models.windows.inputs import (HOURS_PER_DAY, HOURS_PER_WEEK, WindowInputs, calendar_features,
                                          clock_features, fill_causal, sliding_windows, window_inputs)
 from stlab.models.windows.scaling import MIN_SCALE, Standardizer, TargetScaler
 
 __all__ = [
-    "HOURS_PER_DAY", "HOURS_PER_WEEK", "MIN_SCALE", "MIN_VALIDATION_ORIGINS", "ForecasterConfig", "Standardizer",
-    "TargetScaler", "WindowInputs", "WindowedForecaster", "all_columns_scaler_bug", "calendar_features",
-    "check_sequence_input", "clock_features", "fill_causal", "rows_as_sequences", "sliding_windows", "window_inputs",
+    "HOURS_PER_DAY", "HOURS_PER_WEEK", "MIN_EARLY_STOPPING_ORIGINS", "MIN_SCALE", "MIN_VALIDATION_ORIGINS",
+    "ForecasterConfig", "Standardizer", "TargetScaler", "WindowInputs", "WindowedForecaster", "all_columns_scaler_bug",
+    "calendar_features", "check_sequence_input", "clock_features", "fill_causal", "rows_as_sequences",
+    "sliding_windows", "window_inputs",
 ]

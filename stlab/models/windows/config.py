@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
-# Validation origins needed before empirical interval quantiles mean anything: with fewer, the
-# 5 % and 95 % quantiles are the extreme residuals themselves. Early stopping and interval
-# calibration each need this many.
+# Calibration origins needed before empirical interval quantiles mean anything: with fewer, the
+# 5 % and 95 % quantiles are the extreme residuals themselves.
 MIN_VALIDATION_ORIGINS = 20
+# Validation origins needed to choose an epoch: a mean error over fewer is mostly noise. Early
+# stopping compares means, not tails, so it needs fewer origins than interval calibration.
+MIN_EARLY_STOPPING_ORIGINS = 10
 
 
 # --------------------------------------------------------------------------- settings
@@ -152,4 +154,4 @@ class ForecasterConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-__all__ = ["MIN_VALIDATION_ORIGINS", "ForecasterConfig"]
+__all__ = ["MIN_EARLY_STOPPING_ORIGINS", "MIN_VALIDATION_ORIGINS", "ForecasterConfig"]

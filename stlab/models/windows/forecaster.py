@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stlab.forecasting import Forecast, check_new_rows
-from stlab.models.windows.config import MIN_VALIDATION_ORIGINS, ForecasterConfig
+from stlab.models.windows.config import MIN_EARLY_STOPPING_ORIGINS, MIN_VALIDATION_ORIGINS, ForecasterConfig
 from stlab.models.windows.inputs import WindowInputs, clock_features, window_inputs
 from stlab.models.windows.scaling import Standardizer, TargetScaler
 
@@ -120,15 +120,15 @@ class WindowedForecaster:
 
     def min_history(self) -> int:
         """The shortest ``y`` that ``fit`` accepts: one training window (``window + horizon``
-        rows inside the training part) and :data:`MIN_VALIDATION_ORIGINS` validation origins, and
-        as many calibration origins when intervals are calibrated."""
+        rows inside the training part), :data:`MIN_EARLY_STOPPING_ORIGINS` validation origins and,
+        when intervals are calibrated, :data:`MIN_VALIDATION_ORIGINS` calibration origins."""
         cfg = self.config
         length = cfg.window + cfg.horizon
         while True:
             held_out = self._held_out(length)
             calibration = self._calibration_rows(held_out)
             train_ok = length - held_out >= cfg.window + cfg.horizon
-            val_ok = cfg.validation_share == 0 or held_out - calibration - cfg.horizon + 1 >= MIN_VALIDATION_ORIGINS
+            val_ok = cfg.validation_share == 0 or held_out - calibration - cfg.horizon + 1 >= MIN_EARLY_STOPPING_ORIGINS
             cal_ok = calibration == 0 or calibration - cfg.horizon + 1 >= MIN_VALIDATION_ORIGINS
             if train_ok and val_ok and cal_ok:
                 return length
@@ -198,8 +198,8 @@ class WindowedForecaster:
         if len(values) < needed:
             raise ValueError(f"{self.name} needs at least {needed} hours for window={cfg.window}, horizon={cfg.horizon}"
                              f", validation_share={cfg.validation_share} and calibration_share={cfg.calibration_share} "
-                             f"(one training window, {MIN_VALIDATION_ORIGINS} validation and as many calibration "
-                             f"origins); got {len(values)} -- give more history, or shorten window / horizon")
+                             f"(one training window, {MIN_EARLY_STOPPING_ORIGINS} validation and, with intervals, "
+                             f"{MIN_VALIDATION_ORIGINS} calibration origins); got {len(values)} -- give more history, or shorten window / horizon")
         total = len(values)
         train_end = total - self._held_out(total)
         self.target_scaler_ = TargetScaler.fit(values[:train_end], cfg.transform)
@@ -345,7 +345,7 @@ class WindowedForecaster:
 
 def _evenly(origins: np.ndarray, config: ForecasterConfig, num_series: int) -> np.ndarray:
     """Evenly spaced origins, to bound the cost of validating: at most ``max_validation_windows``
-    windows in all, but at least :data:`MIN_VALIDATION_ORIGINS` origins."""
+    windows in all, but at least :data:`MIN_VALIDATION_ORIGINS` origins (all of them, if fewer)."""
     keep = min(len(origins), max(MIN_VALIDATION_ORIGINS, config.max_validation_windows // num_series))
     return origins[np.unique(np.linspace(0, len(origins) - 1, keep).round().astype(np.int64))]
 
