@@ -182,6 +182,16 @@ def check_params(params: dict[str, Any], types: dict[str, str | None], chapter: 
     return checked
 
 
+def _papermill_value(value: Any) -> Any:
+    """``value`` as papermill can inject it: tuples (at any depth) become lists, which chapters
+    accept wherever they take a tuple (they iterate over it or convert it)."""
+    if isinstance(value, (tuple, list)):
+        return [_papermill_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _papermill_value(item) for key, item in value.items()}
+    return value
+
+
 def rerun(chapter: str, params: dict[str, Any], output_dir: Path | None = None) -> Path:
     """Execute a chapter with ``params`` injected after its parameters cell; return the output path.
 
@@ -206,7 +216,9 @@ def _execute(path: Path, notebook: Any, params: dict[str, Any], output_dir: Path
     data = env_setting("data")
     if data:  # the kernel runs inside chapters/, where a relative folder would point elsewhere
         os.environ["STLAB_DATA"] = str(Path(data).expanduser().resolve())
-    papermill.execute_notebook(notebook, str(output), parameters=params, kernel_name="python3",
+    # papermill writes a tuple as the text of the tuple; a list is written as a list literal.
+    injected = {name: _papermill_value(value) for name, value in params.items()}
+    papermill.execute_notebook(notebook, str(output), parameters=injected, kernel_name="python3",
                                cwd=str(path.parent), progress_bar=True)
     return output
 

@@ -118,3 +118,14 @@ def test_rerun_injects_parameters(tmp_path):
     notebook = json.loads(output.read_text())
     injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "test_frac = 0.1" in "".join(injected[0]["source"])
+
+
+def test_tuples_reach_the_chapter_as_lists():
+    """papermill would write a tuple as its text ("(0.01, 0.02)"), which a chapter would iterate by character."""
+    from papermill.translators import PythonTranslator
+
+    from stlab.rerun import _papermill_value
+
+    value = _papermill_value((0.01, (1, 2)))
+    assert value == [0.01, [1, 2]]
+    assert PythonTranslator.translate(value) == "[0.01, [1, 2]]"
