@@ -41,10 +41,15 @@ def test_chapter_executes(chapter, tmp_path):
     (tmp_path / "_admonition").symlink_to(ROOT / "chapters" / "_admonition")
     notebook = smoke_notebook(chapter, tmp_path)
     env = {**os.environ, "STLAB_DATASET": "synthetic", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+    execute_with_nbval(notebook, env, timeout=600)
+
+
+def execute_with_nbval(notebook: Path, env: dict[str, str], *, timeout: int) -> None:
+    """Run every cell of ``notebook`` through nbval in a fresh process, in its own folder; fail on any error."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
          "-o", "addopts=", str(notebook)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=notebook.parent, env=env, capture_output=True, text=True, timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout

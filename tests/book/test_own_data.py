@@ -5,14 +5,12 @@ network of the reader's own as an ``.npz``. Both are generated here, so no data 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .test_chapters import ROOT, smoke_notebook
+from .test_chapters import ROOT, execute_with_nbval, smoke_notebook
 
 CHECKIN_CHAPTERS = ["01-behaviour-logs", "02-time-and-place", "03-counting-behaviour", "04-next-visit-baselines",
                     "05-lstm-from-equations", "06-recurrent-keras", "07-recurrent-pytorch", "09-graph-convolutions"]
@@ -59,13 +57,7 @@ def run_chapter(stem: str, parameters: dict, folder: Path) -> None:
     notebook = smoke_notebook(chapter, folder, parameters)
     env = {key: value for key, value in os.environ.items() if key not in ("STLAB_DATASET", "STLAB_DATA")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "-o", "addopts=", str(notebook)],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+    execute_with_nbval(notebook, env, timeout=900)
 
 
 @pytest.mark.book
