@@ -1,18 +1,18 @@
 """The graph's contribution over several seeds: STGCN, the same STGCN without edges, and the
-per-node LSTM of chapter 10, trained and evaluated under the chapter's protocol once per seed.
+per-node LSTM of chapter 11, trained and evaluated under the chapter's protocol once per seed.
 
 Usage (from the repository root):
 
     STLAB_DATA=../shared/data .venv/bin/python benchmarks/bench_stgcn_seeds.py [--seeds 0 1 2] [--threads 2]
 
-One seed of chapter 10 cannot tell the graph's contribution (a few per cent) from the spread
+One seed of chapter 11 cannot tell the graph's contribution (a few per cent) from the spread
 that another initialisation and window order give. This script fits the three models with the
 chapter's settings (``stlab.graph_forecasting.network_forecasters``: same budget, same
 early stopping) for every seed and network, and writes one row per (network, seed, model,
 step ahead) -- MAE, RMSE and MAPE over all valid (origin, node) points -- to
 ``benchmarks/results/stgcn_seeds.csv``, with what produced it (data checksums, package versions,
 machine, settings) in ``stgcn_seeds.json`` beside it. Both files are written atomically (a
-temporary file, then a rename). Chapter 10 reads them and shows the mean and spread.
+temporary file, then a rename). Chapter 11 reads them and shows the mean and spread.
 
 Without ``STLAB_DATA`` the registered networks cannot be read and the script stops: the
 simulated network says nothing about the published ones.

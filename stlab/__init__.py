@@ -11,8 +11,8 @@ Subpackages and modules, in the order the book introduces them:
 * :mod:`stlab.forecasting`, :mod:`stlab.protocol`, :mod:`stlab.baselines`, :mod:`stlab.metrics` --
   forecasting and next-visit protocols, baselines and metrics (chapters 3-4).
 * :mod:`stlab.models`, :mod:`stlab.training` -- recurrent models and their training (chapters 5-7).
-* :mod:`stlab.graphs` -- graphs from behaviour logs and the normalised adjacency (chapter 9).
-* :mod:`stlab.graph_forecasting` -- the spatio-temporal forecasting protocol (chapter 10).
+* :mod:`stlab.graphs` -- graphs from behaviour logs and the normalised adjacency (chapter 10).
+* :mod:`stlab.graph_forecasting` -- the spatio-temporal forecasting protocol (chapter 11).
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 of queries over all candidate POIs, ``recommend`` the top ``k``.
 
 Every next-visit model of the book -- these baselines, the recurrent models of chapters 6--7 and
-the graph models of chapter 9 -- subclasses :class:`stlab.protocol.NextVisitModel`, so the study
+the graph models of chapter 10 -- subclasses :class:`stlab.protocol.NextVisitModel`, so the study
 loops over models without special cases (the pattern of RecBole's ``full_sort_predict``).
 :func:`tuned_baselines` gives all of them, tuned on validation as chapter 4 does, to every later
 chapter.

@@ -1,7 +1,7 @@
 """The spatio-temporal forecasting protocol: one set of rules for every model of a network.
 
 A network is a :class:`~stlab.data.GraphSeries`: readings ``[T, N]`` at ``N`` nodes (``NaN`` =
-missing) and a graph. The protocol (chapter 10):
+missing) and a graph. The protocol (chapter 11):
 
 1. **Chronological split.** The first ``1 - test_share`` of the steps are history: models fit on
    them, and neural models hold out the last ``validation_share`` of that history, again by
@@ -17,7 +17,7 @@ missing) and a graph. The protocol (chapter 10):
 steps to report, the transform of counts, how the adjacency is made) as typed data, with one
 entry per registered network in :data:`NETWORK_SETUPS`; a network of your own gets its own.
 
-Introduced in chapter 10 (Spatio-temporal graph forecasting).
+Introduced in chapter 11 (Spatio-temporal graph forecasting).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ the bipartite user--POI graph (:func:`user_poi_graph`), the POI transition graph
 time-and-place layered graph (:func:`layered_graph`). :func:`catalogue_coverage` and
 :func:`spatial_coverage` measure how much of the city a recommender ever shows.
 
-Introduced in chapter 9 (Graph convolutions for behaviour); chapter 10 uses the same operator
+Introduced in chapter 10 (Graph convolutions for behaviour); chapter 11 uses the same operator
 inside its spatio-temporal models.
 """
 

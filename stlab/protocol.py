@@ -19,7 +19,7 @@
 4. Metrics: Acc@k (= Recall@k = HitRate@k, one relevant POI), NDCG@k and MRR
    (:mod:`stlab.metrics`), reported overall and separately for users seen / unseen in training.
 
-Introduced in chapter 4 (Predicting the next visit); chapters 6, 7, 9 and the study reuse it.
+Introduced in chapter 4 (Predicting the next visit); chapters 6-10 and the study reuse it.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ class NextVisitModel(ABC):
 
     Subclasses set :attr:`name`, implement :meth:`fit` and :meth:`score`; :meth:`recommend` is
     shared. ``score`` returns ``[Q, P]`` finite or ``-inf`` scores, higher = more likely. The
-    baselines of chapter 4, the recurrent models of chapters 6-7 and the graph models of chapter 9
+    baselines of chapter 4, the recurrent models of chapters 6-7, the attention models of chapters 8-9 and the graph models of chapter 10
     all subclass it, so :func:`evaluate` and :func:`results_table` loop over models without special
     cases (the pattern of RecBole's ``full_sort_predict``).
     """

@@ -40,7 +40,7 @@ def find_chapter(name: str, chapters: Path | None = None) -> Path:
     if candidate.suffix == ".md" and candidate.is_file():
         return candidate.resolve()
     every = sorted(chapters.glob("*.md"))
-    if name.isdigit():  # by number: "1" and "01" are chapter 1, never chapter 10
+    if name.isdigit():  # by number: "1" and "01" are chapter 1, never chapter 10 or 11
         matches = [p for p in every if re.match(r"\d+", p.stem) and int(re.match(r"\d+", p.stem)[0]) == int(name)]
     else:
         stem = candidate.name.removesuffix(".md")

@@ -20,8 +20,8 @@ def types():
 
 
 @pytest.mark.parametrize(("name", "stem"), [
-    ("1", "01-behaviour-logs"), ("01", "01-behaviour-logs"), ("10", "10-spatiotemporal-graphs"),
-    ("9", "09-graph-convolutions"), ("01-behaviour-logs", "01-behaviour-logs"), ("02-time", "02-time-and-place"),
+    ("1", "01-behaviour-logs"), ("01", "01-behaviour-logs"), ("11", "11-spatiotemporal-graphs"),
+    ("10", "10-graph-convolutions"), ("01-behaviour-logs", "01-behaviour-logs"), ("02-time", "02-time-and-place"),
     ("time-and-place", "02-time-and-place"), ("chapters/04-next-visit-baselines.md", "04-next-visit-baselines"),
 ])
 def test_find_chapter_by_number_name_or_path(name, stem):

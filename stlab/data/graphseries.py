@@ -2,8 +2,8 @@
 
 :class:`GraphSeries` is what the network loaders (:func:`stlab.data.load_los_loop`,
 :func:`stlab.data.load_montevideo_bus`), the simulated road network and the synthetic city's
-region counts return, and what the graph forecasters of chapter 10 take. Wrap your own network
-with :func:`read_graph_series`. Introduced in chapter 10 (Spatio-temporal graph forecasting).
+region counts return, and what the graph forecasters of chapter 11 take. Wrap your own network
+with :func:`read_graph_series`. Introduced in chapter 11 (Spatio-temporal graph forecasting).
 """
 
 from __future__ import annotations

@@ -3,6 +3,6 @@
 * :mod:`stlab.models.torch.cells` -- an LSTM cell from its equations; vanishing gradients (chapter 5).
 * :mod:`stlab.models.torch.nextvisit` -- the recurrent next-POI model (chapter 7).
 * :mod:`stlab.models.torch.forecast` -- the multi-horizon recurrent forecaster (chapter 7).
-* :mod:`stlab.models.torch.graph` -- the GCN layer, LightGCN and graph attention over transitions (chapter 9).
-* :mod:`stlab.models.torch.stgraph` -- T-GCN and STGCN spatio-temporal forecasters (chapter 10).
+* :mod:`stlab.models.torch.graph` -- the GCN layer, LightGCN and graph attention over transitions (chapter 10).
+* :mod:`stlab.models.torch.stgraph` -- T-GCN and STGCN spatio-temporal forecasters (chapter 11).
 """

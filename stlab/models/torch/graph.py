@@ -10,7 +10,7 @@ next-POI model, the last two behind the book's next-visit interface.
   ICLR 2018; PyTorch Geometric's ``GATConv``) over the POI transition graph, scoring the next POI
   from the previous one; :meth:`GATNextPOI.attention_weights` returns the coefficients ``α_ij``.
 
-Introduced in chapter 9 (Graph convolutions for behaviour).
+Introduced in chapter 10 (Graph convolutions for behaviour).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ observed value of that node, or its training mean before any) and the training l
 error over the *valid* targets of each batch; the reported metrics
 (:func:`stlab.metrics.mae` and friends) average over all valid points of the whole test set.
 
-Introduced in chapter 10 (Spatio-temporal graph forecasting).
+Introduced in chapter 11 (Spatio-temporal graph forecasting).
 """
 
 from __future__ import annotations

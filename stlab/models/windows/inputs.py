@@ -1,6 +1,6 @@
 """Windows and step features: cutting a series into (window, next values) pairs, the clock and
 calendar inputs, the batches of network inputs, and the causal filling of gaps that a window
-cannot skip (:func:`fill_causal`, used by the graph forecasters of chapter 10).
+cannot skip (:func:`fill_causal`, used by the graph forecasters of chapter 11).
 
 Introduced in chapter 6 (Recurrent models in Keras).
 """
