@@ -10,6 +10,7 @@ Introduced in chapter 2 (Time and place).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -324,3 +325,84 @@ def behaviour_features(events: pd.DataFrame, positive: Sequence[str] = ("cart", 
     out["log_gap_s"] = np.log1p(np.nan_to_num(gap, nan=1e6))  # first event: a long gap
     out["timestamp"] = frame["timestamp"].to_numpy()
     return out, label
+
+
+#: Behaviour codes of :func:`behaviour_sequences` (0 pads a history).
+BEHAVIOUR_CODES = {"pv": 1, "cart": 2, "fav": 3, "buy": 4}
+
+
+@dataclass(frozen=True)
+class BehaviourSequences:
+    """Each event's history for a sequence model, aligned with :func:`behaviour_features`.
+
+    ``n`` events, histories of ``L`` earlier events of the same user, left-padded (most recent
+    last), all strictly earlier in time than the event they describe.
+
+    Attributes:
+        behaviour: ``[n, L]`` int64 :data:`BEHAVIOUR_CODES` of the history events (0 = padding).
+        log_gap: ``[n, L]`` float32 ``log1p`` seconds from each history event to the event (0 at padding).
+        same_item: ``[n, L]`` float32 1 where the history event touched the event's item.
+        same_category: ``[n, L]`` float32 1 where it touched the event's category.
+        label: ``[n]`` int64 1 for a strong action (as :func:`behaviour_features`).
+        timestamp: ``[n]`` the events' times (for the temporal split).
+    """
+
+    behaviour: np.ndarray
+    log_gap: np.ndarray
+    same_item: np.ndarray
+    same_category: np.ndarray
+    label: np.ndarray
+    timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def behaviour_sequences(events: pd.DataFrame, history_len: int = 20,
+                        positive: Sequence[str] = ("cart", "fav", "buy")) -> BehaviourSequences:
+    """The last ``history_len`` earlier events of the same user before each event.
+
+    Rows follow :func:`behaviour_features` (events sorted by time, stably), so its labels and
+    this function's agree row by row. The history of an event holds only events at *strictly*
+    earlier times: two events in the same second do not see each other (the log cannot say
+    which came first). What the history carries about the event itself is only its item and
+    category (which a shop knows when the page is requested), never its behaviour.
+
+    Introduced in chapter 8 (Self-attention for the next visit), for behaviour-type prediction.
+    """
+    missing = {"user_id", "item_id", "category_id", "behavior", "timestamp"} - set(events.columns)
+    if missing:
+        raise ValueError(f"behaviour log lacks column(s) {sorted(missing)}; load it with stlab.data.load_taobao")
+    if history_len < 1:
+        raise ValueError(f"history_len must be >= 1, got {history_len}")
+    unknown = set(events["behavior"].unique()) - set(BEHAVIOUR_CODES)
+    if unknown:
+        raise ValueError(f"unknown behaviour(s) {sorted(unknown)}; expected {sorted(BEHAVIOUR_CODES)}")
+    frame = events.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    seconds = pd.DatetimeIndex(frame["timestamp"]).as_unit("s").asi8
+    user = pd.factorize(frame["user_id"])[0]
+    # Sort by user then time (stable, so equal times keep the frame's order); positions index the frame.
+    order = np.lexsort((seconds, user))
+    user_sorted, seconds_sorted = user[order], seconds[order]
+    group_start = np.searchsorted(user_sorted, user_sorted, side="left")
+    # Events strictly before each event: the first sorted position with the same user and time.
+    key = user_sorted.astype(np.float64) * 1e11 + (seconds_sorted - seconds.min())
+    earlier_end = np.searchsorted(key, key, side="left")  # [n] exclusive end of the history
+    steps = earlier_end[:, None] - history_len + np.arange(history_len)[None, :]  # [n, L]
+    valid = steps >= group_start[:, None]
+    history = order[np.where(valid, steps, 0)]  # frame rows of the history events
+    codes = frame["behavior"].map(BEHAVIOUR_CODES).to_numpy(dtype=np.int64)
+    items, categories = frame["item_id"].to_numpy(), frame["category_id"].to_numpy()
+    this = order[:, None]
+    gap = (seconds[this] - seconds[history]).astype(np.float64)
+    out = np.empty_like(order)
+    out[order] = np.arange(len(order))  # back to the frame's row order
+    take = lambda a: a[out]  # noqa: E731 -- rows of the sorted arrays in frame order
+    return BehaviourSequences(
+        behaviour=take(np.where(valid, codes[history], 0)),
+        log_gap=take(np.where(valid, np.log1p(np.maximum(gap, 0)), 0.0)).astype(np.float32),
+        same_item=take(valid & (items[history] == items[this])).astype(np.float32),
+        same_category=take(valid & (categories[history] == categories[this])).astype(np.float32),
+        label=frame["behavior"].isin(list(positive)).to_numpy().astype(np.int64),
+        timestamp=frame["timestamp"].to_numpy(),
+    )

@@ -155,3 +155,46 @@ def test_previous_event_features_with_string_ids():
     features = previous_event_features(frame)
     assert features["same_poi_as_prev"].tolist() == [False, True, False]
     assert features["dt_prev_s"].isna().tolist() == [True, False, True]
+
+
+def _behaviour_log() -> pd.DataFrame:
+    stamps = pd.to_datetime(["2017-11-25 10:00", "2017-11-25 10:05", "2017-11-25 10:05", "2017-11-25 10:09",
+                             "2017-11-25 10:01", "2017-11-25 10:30"], utc=True)
+    return pd.DataFrame({"user_id": [1, 1, 1, 1, 2, 2], "item_id": [7, 8, 7, 7, 7, 9],
+                         "category_id": [70, 70, 70, 70, 70, 90],
+                         "behavior": ["pv", "cart", "pv", "buy", "fav", "pv"], "timestamp": stamps})
+
+
+def test_behaviour_sequences_hold_strictly_earlier_events_of_the_same_user():
+    from stlab.features import BEHAVIOUR_CODES, behaviour_sequences
+
+    seqs = behaviour_sequences(_behaviour_log(), history_len=3)
+    # Sorted by time: u1 10:00 pv, u2 10:01 fav, u1 10:05 cart, u1 10:05 pv, u1 10:09 buy, u2 10:30 pv.
+    pv, cart, fav = (BEHAVIOUR_CODES[b] for b in ("pv", "cart", "fav"))
+    expected = [[0, 0, 0], [0, 0, 0], [0, 0, pv], [0, 0, pv], [pv, cart, pv], [0, 0, fav]]
+    np.testing.assert_array_equal(seqs.behaviour, expected)
+    np.testing.assert_array_equal(seqs.label, [0, 1, 1, 0, 1, 0])
+    # Row 4 (u1's buy of item 7 at 10:09): history items 7, 8, 7.
+    np.testing.assert_array_equal(seqs.same_item[4], [1, 0, 1])
+    np.testing.assert_array_equal(seqs.same_category[5], [0, 0, 0])
+    np.testing.assert_allclose(seqs.log_gap[4], np.log1p([540, 240, 240]), rtol=1e-6)
+    assert (seqs.log_gap[seqs.behaviour == 0] == 0).all()
+
+
+def test_behaviour_sequences_do_not_change_when_later_events_are_removed():
+    from stlab.features import behaviour_sequences
+
+    log = _behaviour_log()
+    full = behaviour_sequences(log, history_len=4)
+    early = behaviour_sequences(log[log["timestamp"] <= "2017-11-25 10:05Z"], history_len=4)
+    n = len(early)
+    np.testing.assert_array_equal(full.behaviour[:n], early.behaviour)
+    np.testing.assert_array_equal(full.same_item[:n], early.same_item)
+
+
+def test_behaviour_sequences_refuse_unknown_behaviours():
+    from stlab.features import behaviour_sequences
+
+    log = _behaviour_log().assign(behavior=["pv", "like", "pv", "buy", "fav", "pv"])
+    with pytest.raises(ValueError, match="unknown behaviour"):
+        behaviour_sequences(log)
