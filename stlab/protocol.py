@@ -25,7 +25,7 @@ Introduced in chapter 4 (Predicting the next visit); chapters 6-10 and the study
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, Self
@@ -297,14 +297,22 @@ def query_ranks(model: NextVisitModel, queries: NextVisitQueries, *, batch_size:
 def results_table(models: Sequence[NextVisitModel], queries: NextVisitQueries, ks: Sequence[int] = (1, 5, 10),
                   *, by_user_seen: bool = True, batch_size: int = 1024) -> pd.DataFrame:
     """One row per model: Acc@k, NDCG@k, MRR overall (and for seen / unseen users)."""
+    ranks = {model.name: query_ranks(model, queries, batch_size=batch_size) for model in models}
+    return ranks_table(ranks, queries, ks, by_user_seen=by_user_seen)
+
+
+def ranks_table(ranks: Mapping[str, np.ndarray], queries: NextVisitQueries, ks: Sequence[int] = (1, 5, 10), *,
+                by_user_seen: bool = True) -> pd.DataFrame:
+    """:func:`results_table` from ranks already computed: ``{model name: [Q] ranks}``."""
     rows = []
-    for model in models:
-        ranks = query_ranks(model, queries, batch_size=batch_size)
-        row = {"model": model.name, **ranking_metrics_from_ranks(ranks, ks)}
+    for name, model_ranks in ranks.items():
+        if len(model_ranks) != len(queries):
+            raise ValueError(f"{name}: {len(model_ranks)} ranks for {len(queries)} queries")
+        row = {"model": name, **ranking_metrics_from_ranks(model_ranks, ks)}
         if by_user_seen:
             for label, mask in (("seen", queries.user_seen), ("unseen", ~queries.user_seen)):
                 if mask.any():
-                    row[f"MRR ({label} users)"] = ranking_metrics_from_ranks(ranks[mask], ks)["MRR"]
+                    row[f"MRR ({label} users)"] = ranking_metrics_from_ranks(model_ranks[mask], ks)["MRR"]
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 

@@ -1,0 +1,156 @@
+"""Train once, reuse everywhere: a checksum-verified cache of evaluated next-visit runs.
+
+Several chapters compare a new model with the same reference models -- chapter 4's tuned
+baselines, chapter 7's LSTM -- on the same task. Retraining them in every chapter would cost
+minutes and give the same numbers (training is seeded and deterministic on a CPU). A *run* is
+what a comparison needs from a model: the rank of the true POI for every validation and test
+query, the fit time, and a few details (chosen hyperparameters). :func:`cached_run` stores it
+under a key that covers everything the numbers depend on:
+
+* the task (:func:`task_fingerprint`: every event's user, POI, time and part, the POI table,
+  the history length and the time zone);
+* the model's settings, as a JSON-able mapping given by the caller;
+* the package's code (:func:`code_fingerprint`: every ``stlab`` source file), so that any
+  change to the code retrains rather than serving numbers the current code would not produce.
+
+Files are ``<cache>/runs/<key>.npz`` (arrays only, read with ``allow_pickle=False``) and a JSON
+sidecar with the ``.npz`` file's sha256, both written through a temporary file and a rename.
+The checksum is verified on every use; a mismatch logs a warning and recomputes.
+
+Introduced in chapter 8 (Self-attention for the next visit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stlab.config import cache_dir
+from stlab.data.fetch import atomic_path, file_digest
+from stlab.protocol import NextVisitTask
+
+log = logging.getLogger(__name__)
+
+#: Version of the file layout; part of every key.
+RUN_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RankedRun:
+    """What a comparison needs from one fitted model.
+
+    Attributes:
+        name: the model's display name.
+        ranks: part (``"val"``, ``"test"``) -> ``[Q]`` int64 rank of the true POI (1 = first).
+        fit_seconds: wall time of ``fit`` (on the machine that computed the run).
+        details: JSON-able facts about the run (chosen hyperparameters, epochs, ...).
+    """
+
+    name: str
+    ranks: dict[str, np.ndarray]
+    fit_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def task_fingerprint(task: NextVisitTask) -> str:
+    """sha256 of everything about ``task`` that a model's ranks depend on."""
+    h = hashlib.sha256()
+    for column in ("user", "poi", "time", "part"):
+        h.update(np.ascontiguousarray(task.events[column].to_numpy(dtype=np.int64)).tobytes())
+    h.update(pd.util.hash_pandas_object(task.pois[["lat", "lon"]], index=True).to_numpy().tobytes())
+    h.update(f"{task.history_len}|{task.timezone}|{task.num_users}".encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over every ``.py`` file of the installed ``stlab`` package (paths and contents)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def run_key(task: NextVisitTask, settings: Mapping[str, Any]) -> str:
+    """The cache key of a run: task, settings, code and format."""
+    payload = json.dumps({"task": task_fingerprint(task), "settings": settings, "code": code_fingerprint(),
+                          "format": RUN_CACHE_FORMAT}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _paths(key: str, root: Path) -> tuple[Path, Path]:
+    folder = root / "runs"
+    return folder / f"{key}.npz", folder / f"{key}.json"
+
+
+def load_run(key: str, root: Path | None = None) -> RankedRun | None:
+    """The run stored under ``key``, or ``None`` if absent or failing its checksum."""
+    data_path, meta_path = _paths(key, root or cache_dir())
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if file_digest(data_path) != meta["sha256"]:
+            log.warning("cached run %s fails its checksum; recomputing", data_path.name)
+            return None
+        with np.load(data_path, allow_pickle=False) as arrays:
+            ranks = {part: arrays[part].astype(np.int64) for part in meta["parts"]}
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("cached run %s is unreadable (%s); recomputing", data_path.name, err)
+        return None
+    return RankedRun(name=meta["name"], ranks=ranks, fit_seconds=float(meta["fit_seconds"]),
+                     details=meta.get("details", {}))
+
+
+def save_run(key: str, run: RankedRun, root: Path | None = None) -> None:
+    """Store ``run`` under ``key`` (arrays, then the sidecar; each atomically)."""
+    data_path, meta_path = _paths(key, root or cache_dir())
+    with atomic_path(data_path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(fh, **{part: np.asarray(r, dtype=np.int64) for part, r in run.ranks.items()})
+    meta = {"name": run.name, "parts": sorted(run.ranks), "fit_seconds": run.fit_seconds, "details": run.details,
+            "sha256": file_digest(data_path)}
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+
+
+def cached_run(task: NextVisitTask, settings: Mapping[str, Any], compute: Callable[[], RankedRun], *,
+               root: Path | None = None, use_cache: bool = True) -> RankedRun:
+    """The run for ``settings`` on ``task``: from the cache when a verified copy exists, else
+    ``compute()`` (which fits the model and ranks the queries), stored for next time.
+
+    Args:
+        settings: JSON-able description of the model and its training (name, config, seed,
+            grid...): two runs share a cache entry only if these are equal.
+        compute: called on a miss; must return the ranks of the task's ``"val"`` and
+            ``"test"`` queries.
+        use_cache: ``False`` always computes (and refreshes the entry).
+    """
+    key = run_key(task, settings)
+    if use_cache:
+        run = load_run(key, root)
+        if run is not None:
+            return run
+    run = compute()
+    expected = {"val": len(task.queries("val")), "test": len(task.queries("test"))}
+    for part, count in expected.items():
+        if part not in run.ranks or len(run.ranks[part]) != count:
+            raise ValueError(f"compute() must return ranks for all {count} {part!r} queries; got "
+                             f"{len(run.ranks.get(part, []))}")
+    save_run(key, run, root)
+    return run
+
+
+__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "code_fingerprint", "load_run", "run_key",
+           "save_run", "task_fingerprint"]
