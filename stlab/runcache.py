@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,8 +94,8 @@ def _paths(key: str, root: Path) -> tuple[Path, Path]:
     return folder / f"{key}.npz", folder / f"{key}.json"
 
 
-def load_run(key: str, root: Path | None = None) -> RankedRun | None:
-    """The run stored under ``key``, or ``None`` if absent or failing its checksum."""
+def load_runs(key: str, root: Path | None = None) -> list[RankedRun] | None:
+    """The runs stored under ``key``, or ``None`` if absent or failing their checksum."""
     data_path, meta_path = _paths(key, root or cache_dir())
     if not (data_path.exists() and meta_path.exists()):
         return None
@@ -105,52 +105,73 @@ def load_run(key: str, root: Path | None = None) -> RankedRun | None:
             log.warning("cached run %s fails its checksum; recomputing", data_path.name)
             return None
         with np.load(data_path, allow_pickle=False) as arrays:
-            ranks = {part: arrays[part].astype(np.int64) for part in meta["parts"]}
+            return [RankedRun(name=m["name"], fit_seconds=float(m["fit_seconds"]), details=m.get("details", {}),
+                              ranks={part: arrays[f"{i}:{part}"].astype(np.int64) for part in m["parts"]})
+                    for i, m in enumerate(meta["runs"])]
     except (OSError, ValueError, KeyError) as err:
         log.warning("cached run %s is unreadable (%s); recomputing", data_path.name, err)
         return None
-    return RankedRun(name=meta["name"], ranks=ranks, fit_seconds=float(meta["fit_seconds"]),
-                     details=meta.get("details", {}))
 
 
-def save_run(key: str, run: RankedRun, root: Path | None = None) -> None:
-    """Store ``run`` under ``key`` (arrays, then the sidecar; each atomically)."""
+def save_runs(key: str, runs: Sequence[RankedRun], root: Path | None = None) -> None:
+    """Store ``runs`` under ``key`` (arrays, then the sidecar; each atomically)."""
     data_path, meta_path = _paths(key, root or cache_dir())
+    arrays = {f"{i}:{part}": np.asarray(r, dtype=np.int64) for i, run in enumerate(runs) for part, r in run.ranks.items()}
     with atomic_path(data_path) as tmp:
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(fh, **{part: np.asarray(r, dtype=np.int64) for part, r in run.ranks.items()})
-    meta = {"name": run.name, "parts": sorted(run.ranks), "fit_seconds": run.fit_seconds, "details": run.details,
+            np.savez(fh, **arrays)
+    meta = {"runs": [{"name": run.name, "parts": sorted(run.ranks), "fit_seconds": run.fit_seconds,
+                      "details": run.details} for run in runs],
             "sha256": file_digest(data_path)}
     with atomic_path(meta_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
 
 
-def cached_run(task: NextVisitTask, settings: Mapping[str, Any], compute: Callable[[], RankedRun], *,
-               root: Path | None = None, use_cache: bool = True) -> RankedRun:
-    """The run for ``settings`` on ``task``: from the cache when a verified copy exists, else
-    ``compute()`` (which fits the model and ranks the queries), stored for next time.
+def _check_complete(task: NextVisitTask, runs: Sequence[RankedRun]) -> None:
+    expected = {"val": len(task.queries("val")), "test": len(task.queries("test"))}
+    for run in runs:
+        for part, count in expected.items():
+            if part not in run.ranks or len(run.ranks[part]) != count:
+                raise ValueError(f"{run.name}: a run must hold ranks for all {count} {part!r} queries; got "
+                                 f"{len(run.ranks.get(part, []))}")
+
+
+def cached_runs(task: NextVisitTask, settings: Mapping[str, Any], compute: Callable[[], Sequence[RankedRun]], *,
+                root: Path | None = None, use_cache: bool = True) -> list[RankedRun]:
+    """The runs for ``settings`` on ``task``: from the cache when a verified copy exists, else
+    ``compute()`` (which fits the models and ranks the queries), stored for next time.
 
     Args:
-        settings: JSON-able description of the model and its training (name, config, seed,
-            grid...): two runs share a cache entry only if these are equal.
-        compute: called on a miss; must return the ranks of the task's ``"val"`` and
-            ``"test"`` queries.
+        settings: JSON-able description of the models and their training (name, config, seed,
+            grid...): two calls share a cache entry only if these are equal.
+        compute: called on a miss; returns runs with the ranks of the task's ``"val"`` and
+            ``"test"`` queries (a group, e.g. every tuned baseline, is stored as one entry).
         use_cache: ``False`` always computes (and refreshes the entry).
     """
     key = run_key(task, settings)
     if use_cache:
-        run = load_run(key, root)
-        if run is not None:
-            return run
-    run = compute()
-    expected = {"val": len(task.queries("val")), "test": len(task.queries("test"))}
-    for part, count in expected.items():
-        if part not in run.ranks or len(run.ranks[part]) != count:
-            raise ValueError(f"compute() must return ranks for all {count} {part!r} queries; got "
-                             f"{len(run.ranks.get(part, []))}")
-    save_run(key, run, root)
-    return run
+        runs = load_runs(key, root)
+        if runs is not None:
+            return runs
+    runs = list(compute())
+    _check_complete(task, runs)
+    save_runs(key, runs, root)
+    return runs
 
 
-__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "code_fingerprint", "load_run", "run_key",
-           "save_run", "task_fingerprint"]
+def cached_run(task: NextVisitTask, settings: Mapping[str, Any], compute: Callable[[], RankedRun], *,
+               root: Path | None = None, use_cache: bool = True) -> RankedRun:
+    """:func:`cached_runs` for a single model."""
+    return cached_runs(task, settings, lambda: [compute()], root=root, use_cache=use_cache)[0]
+
+
+def store_runs(task: NextVisitTask, settings: Mapping[str, Any], runs: Sequence[RankedRun], *,
+               root: Path | None = None) -> None:
+    """Store runs computed elsewhere (a chapter that needs the fitted model itself) so that a
+    later :func:`cached_runs` with the same ``settings`` finds them."""
+    _check_complete(task, runs)
+    save_runs(run_key(task, settings), runs, root)
+
+
+__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "cached_runs", "code_fingerprint", "load_runs", "run_key",
+           "save_runs", "store_runs", "task_fingerprint"]

@@ -75,3 +75,14 @@ def test_ranks_table_equals_results_table(small_task):
     expected = results_table([model], test)
     from_ranks = ranks_table({model.name: query_ranks(model, test)}, test)
     assert expected.equals(from_ranks)
+
+
+def test_a_group_stored_elsewhere_is_found_again(small_task, tmp_path):
+    from stlab.runcache import cached_runs, store_runs
+
+    runs = [_compute(small_task, [])(), RankedRun("second", {p: np.ones(len(small_task.queries(p)), np.int64)
+                                                             for p in ("val", "test")}, 2.0)]
+    store_runs(small_task, {"group": 1}, runs, root=tmp_path)
+    again = cached_runs(small_task, {"group": 1}, lambda: pytest.fail("recomputed"), root=tmp_path)
+    assert [r.name for r in again] == [r.name for r in runs] and again[1].fit_seconds == 2.0
+    np.testing.assert_array_equal(again[0].ranks["test"], runs[0].ranks["test"])

@@ -1,0 +1,88 @@
+"""The reference models every later next-visit chapter compares with, trained once.
+
+Chapter 4's tuned baselines and chapter 7's LSTM are the numbers to beat from chapter 8 on.
+Their chapters fit them and store what a comparison needs (:class:`stlab.runcache.RankedRun`:
+ranks of every validation and test query, fit seconds); later chapters read them back through
+:func:`baseline_runs` and :func:`lstm_run`, which fit and store them only when the cache has no
+verified copy for this task, these settings and this code (:mod:`stlab.runcache`). The numbers
+are the same either way: fitting is seeded and deterministic on a CPU.
+
+Introduced in chapter 8 (Self-attention for the next visit).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from stlab.baselines import BaselineGrid, TunedBaselines, tuned_baselines
+from stlab.models.recurrent import RecurrentConfig, RecurrentNextVisitBase
+from stlab.protocol import NextVisitModel, NextVisitTask, query_ranks
+from stlab.runcache import RankedRun, cached_run, cached_runs, run_key, store_runs
+
+#: Settings fields that change where or how visibly a model trains, not what it computes.
+_NOT_IN_KEY = ("device", "progress")
+
+
+def baseline_settings(seed: int, grid: BaselineGrid) -> dict[str, Any]:
+    """The cache settings of chapter 4's tuned baselines."""
+    return {"kind": "tuned-baselines", "seed": seed, "grid": asdict(grid)}
+
+
+def run_key_for_baselines(task: NextVisitTask, *, seed: int, grid: BaselineGrid) -> str:
+    """The cache key of chapter 4's tuned baselines on ``task``."""
+    return run_key(task, baseline_settings(seed, grid))
+
+
+def ranked(model: NextVisitModel, task: NextVisitTask, fit_seconds: float, **details: Any) -> RankedRun:
+    """A fitted model's run: the ranks of every validation and test query of ``task``."""
+    return RankedRun(model.name, {part: query_ranks(model, task.queries(part)) for part in ("val", "test")},
+                     float(fit_seconds), dict(details))
+
+
+def store_baselines(task: NextVisitTask, tuned: TunedBaselines, *, seed: int, grid: BaselineGrid) -> list[RankedRun]:
+    """Store chapter 4's fitted baselines for later chapters; returns their runs."""
+    runs = [ranked(m, task, tuned.fit_seconds.get(m.name, float("nan")), chosen=tuned.chosen) for m in tuned.models]
+    store_runs(task, baseline_settings(seed, grid), runs)
+    return runs
+
+
+def baseline_runs(task: NextVisitTask, *, seed: int, grid: BaselineGrid) -> list[RankedRun]:
+    """Chapter 4's baselines tuned on validation MRR (:func:`stlab.baselines.tuned_baselines`),
+    from the cache or fitted now."""
+    def compute() -> list[RankedRun]:
+        tuned = tuned_baselines(task, task.queries("val"), seed=seed, grid=grid)
+        return [ranked(m, task, tuned.fit_seconds.get(m.name, float("nan")), chosen=tuned.chosen)
+                for m in tuned.models]
+
+    return cached_runs(task, baseline_settings(seed, grid), compute)
+
+
+def recurrent_settings(config: RecurrentConfig) -> dict[str, Any]:
+    """The cache settings of a PyTorch recurrent next-POI model."""
+    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
+    return {"kind": "recurrent-pytorch", "config": described}
+
+
+def store_recurrent(task: NextVisitTask, model: RecurrentNextVisitBase, fit_seconds: float) -> RankedRun:
+    """Store chapter 7's fitted LSTM (or GRU) for later chapters; returns its run."""
+    run = ranked(model, task, fit_seconds, epochs=len(getattr(model, "history_", [])))
+    store_runs(task, recurrent_settings(model.config), [run])
+    return run
+
+
+def lstm_run(task: NextVisitTask, config: RecurrentConfig) -> RankedRun:
+    """Chapter 7's recurrent model with ``config``, from the cache or fitted now."""
+    def compute() -> RankedRun:
+        from stlab.models.torch.nextvisit import RecurrentNextVisit  # torch only on a miss
+
+        start = time.perf_counter()
+        model = RecurrentNextVisit(config).fit(task)
+        return ranked(model, task, time.perf_counter() - start, epochs=len(model.history_))
+
+    return cached_run(task, recurrent_settings(config), compute)
+
+
+__all__ = ["baseline_runs", "baseline_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines", "store_baselines",
+           "store_recurrent"]

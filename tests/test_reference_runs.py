@@ -1,0 +1,58 @@
+"""Chapters 4 and 7 store their reference runs; later chapters get exactly those numbers back
+without refitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stlab import reference_runs
+from stlab.baselines import BaselineGrid, tuned_baselines
+from stlab.cleaning import CleaningConfig, clean_checkins
+from stlab.data import NYC_BBOX, SyntheticWorld, WorldConfig
+from stlab.models.recurrent import RecurrentConfig
+from stlab.protocol import build_task, query_ranks
+from stlab.splits import temporal_split
+
+
+@pytest.fixture(scope="module")
+def task():
+    world = SyntheticWorld(WorldConfig(num_users=30, num_pois=80, num_days=10, seed=7))
+    checkins, _ = clean_checkins(world.checkins, CleaningConfig(bbox=NYC_BBOX, min_user_checkins=3,
+                                                                min_poi_checkins=3))
+    return build_task(checkins, temporal_split(checkins), timezone="America/New_York", history_len=4)
+
+
+def test_stored_baselines_come_back_without_tuning_again(task, monkeypatch):
+    grid = BaselineGrid.smoke()
+    tuned = tuned_baselines(task, task.queries("val"), seed=0, grid=grid)
+    stored = reference_runs.store_baselines(task, tuned, seed=0, grid=grid)
+    monkeypatch.setattr(reference_runs, "tuned_baselines", lambda *a, **k: pytest.fail("tuned again"))
+    again = reference_runs.baseline_runs(task, seed=0, grid=grid)
+    assert [r.name for r in again] == [m.name for m in tuned.models]
+    for run, model in zip(again, tuned.models):
+        np.testing.assert_array_equal(run.ranks["test"], query_ranks(model, task.queries("test")))
+    assert [r.name for r in stored] == [r.name for r in again]
+
+
+def test_another_seed_tunes_again(task):
+    grid = BaselineGrid.smoke()
+    tuned = tuned_baselines(task, task.queries("val"), seed=0, grid=grid)
+    reference_runs.store_baselines(task, tuned, seed=0, grid=grid)
+    assert reference_runs.run_key_for_baselines(task, seed=1, grid=grid) != \
+        reference_runs.run_key_for_baselines(task, seed=0, grid=grid)
+
+
+def test_lstm_run_fits_once_and_ignores_progress_and_device(task):
+    config = RecurrentConfig(hidden_size=8, num_epochs=1, batch_size=64, progress=False, seed=0)
+    first = reference_runs.lstm_run(task, config)
+    from stlab.models.torch import nextvisit
+
+    original = nextvisit.RecurrentNextVisit.fit
+    nextvisit.RecurrentNextVisit.fit = lambda *a, **k: pytest.fail("fitted again")
+    try:
+        again = reference_runs.lstm_run(task, RecurrentConfig(hidden_size=8, num_epochs=1, batch_size=64,
+                                                               progress=True, device="cpu", seed=0))
+    finally:
+        nextvisit.RecurrentNextVisit.fit = original
+    np.testing.assert_array_equal(first.ranks["val"], again.ranks["val"])
