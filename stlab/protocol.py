@@ -302,19 +302,38 @@ def results_table(models: Sequence[NextVisitModel], queries: NextVisitQueries, k
 
 
 def ranks_table(ranks: Mapping[str, np.ndarray], queries: NextVisitQueries, ks: Sequence[int] = (1, 5, 10), *,
-                by_user_seen: bool = True) -> pd.DataFrame:
-    """:func:`results_table` from ranks already computed: ``{model name: [Q] ranks}``."""
+                by_user_seen: bool = True, segments: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """:func:`results_table` from ranks already computed: ``{model name: [Q] ranks}``.
+
+    ``segments`` adds one column ``MRR (<name>)`` per ``[Q]`` boolean mask (for example
+    :func:`query_segments`'s return and explore queries).
+    """
+    masks: dict[str, np.ndarray] = {}
+    if by_user_seen:
+        masks.update({"seen users": queries.user_seen, "unseen users": ~queries.user_seen})
+    masks.update(segments or {})
     rows = []
     for name, model_ranks in ranks.items():
         if len(model_ranks) != len(queries):
             raise ValueError(f"{name}: {len(model_ranks)} ranks for {len(queries)} queries")
         row = {"model": name, **ranking_metrics_from_ranks(model_ranks, ks)}
-        if by_user_seen:
-            for label, mask in (("seen", queries.user_seen), ("unseen", ~queries.user_seen)):
-                if mask.any():
-                    row[f"MRR ({label} users)"] = ranking_metrics_from_ranks(model_ranks[mask], ks)["MRR"]
+        for label, mask in masks.items():
+            if len(mask) != len(queries):
+                raise ValueError(f"segment {label!r} has {len(mask)} entries for {len(queries)} queries")
+            if mask.any():
+                row[f"MRR ({label})"] = ranking_metrics_from_ranks(model_ranks[mask], ks)["MRR"]
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
+
+
+def query_segments(task: NextVisitTask, queries: NextVisitQueries, *, batch_size: int = 2048) -> dict[str, np.ndarray]:
+    """``[Q]`` boolean masks of the usual breakdowns: ``"seen users"`` / ``"unseen users"`` (any
+    training check-in), and ``"return"`` / ``"explore"`` queries (the user visited the target
+    before ``t``, as far as the query can know -- :func:`prior_visit_counts` -- or not)."""
+    visited = np.concatenate([prior_visit_counts(task, batch)[np.arange(len(batch)), batch.target] > 0
+                              for batch in queries.batches(batch_size)]) if len(queries) else np.zeros(0, bool)
+    return {"seen users": queries.user_seen, "unseen users": ~queries.user_seen,
+            "return": visited, "explore": ~visited}
 
 
 def prior_visit_counts(task: NextVisitTask, queries: NextVisitQueries) -> np.ndarray:

@@ -118,3 +118,19 @@ def test_prior_transition_counts_only_count_earlier_training_moves():
     own = prior_transition_counts(task, train_q)[np.arange(len(train_q)), train_q.target]
     full = np.array([((moves["source"] == p) & (moves["dest"] == t)).sum() for p, t in zip(train_q.prev_poi, train_q.target)])
     assert len(train_q) and (own < full).all()
+
+
+def test_query_segments_split_return_from_explore_by_the_users_own_past():
+    from stlab.protocol import query_segments
+
+    log = _log()
+    task = build_task(log, temporal_split(log, val_frac=0.0, test_frac=0.3), timezone="America/New_York",
+                      history_len=3)
+    q = task.queries("test")
+    segments = query_segments(task, q)
+    ev = task.events
+    for i in range(len(q)):
+        earlier = ev[(ev["user"] == q.user[i]) & (ev["time"] < q.time[i])]["poi"]
+        assert segments["return"][i] == (q.target[i] in set(earlier))
+    assert (segments["return"] ^ segments["explore"]).all()
+    np.testing.assert_array_equal(segments["seen users"], q.user_seen)
