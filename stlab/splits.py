@@ -18,6 +18,7 @@ Introduced in chapter 2 (Time and place); every later chapter evaluates on these
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -219,3 +220,54 @@ def clean_and_split(checkins: pd.DataFrame, config: CleaningConfig = CleaningCon
     kept = kept.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
     report = pd.concat([report, finish_report(rows_report, len(checkins))])
     return kept, temporal_split(kept, val_frac, test_frac, train_end=train_end, val_end=val_end), report
+
+
+def _with_training(split: Split, train: pd.DataFrame) -> tuple[pd.DataFrame, Split]:
+    """The log and split with ``train`` in place of the training events (later parts kept)."""
+    new_split = dataclasses.replace(split, train=train)
+    return pd.concat([train, split.val, split.test], ignore_index=True), new_split
+
+
+def recent_training(split: Split, fraction: float) -> tuple[pd.DataFrame, Split]:
+    """Keep only the most recent ``fraction`` of the training events (by time); validation and
+    test are unchanged. For learning curves: how a model does with less data of the same kind.
+
+    Returns:
+        ``(checkins, split)`` to pass to :func:`stlab.protocol.build_task`. POIs and users with
+        no training event left stay in the catalogue as cold ones.
+
+    Introduced in chapter 9 (Pretrained models).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    train = split.train
+    if fraction < 1 and len(train):
+        cutoff = train["timestamp"].quantile(1 - fraction)
+        train = train[train["timestamp"] >= cutoff]
+    return _with_training(split, train.reset_index(drop=True))
+
+
+def hold_out_pois(split: Split, fraction: float, *, seed: int = 0,
+                  min_later: int = 1) -> tuple[pd.DataFrame, Split, np.ndarray]:
+    """Make some places *new*: remove every training check-in of a seeded random ``fraction`` of
+    the POIs that are visited in validation or test (at least ``min_later`` times), as if they
+    had opened when training ended. Their later check-ins stay, so queries whose target is a new
+    POI measure cold start. Models must then score POIs they have never seen a visit to.
+
+    Returns:
+        ``(checkins, split, new_poi_ids)``.
+
+    Introduced in chapter 9 (Pretrained models).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    later = pd.concat([split.val, split.test])["poi_id"].value_counts()
+    eligible = np.sort(later[later >= min_later].index.to_numpy())
+    if len(eligible) == 0:
+        raise ValueError("no POI is visited after training; nothing to hold out")
+    rng = np.random.default_rng(seed)
+    count = max(1, int(round(fraction * len(eligible))))
+    new = np.sort(rng.choice(eligible, size=count, replace=False))
+    train = split.train[~split.train["poi_id"].isin(new)].reset_index(drop=True)
+    checkins, new_split = _with_training(split, train)
+    return checkins, new_split, new

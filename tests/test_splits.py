@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from stlab.data import SyntheticWorld, WorldConfig
+from stlab.cleaning import CleaningConfig, clean_checkins
 from stlab.splits import Split, assert_no_leakage, per_user_split, temporal_split
 
 
@@ -128,3 +130,43 @@ def test_clean_and_split_refuses_an_empty_core():
 
     with pytest.raises(ValueError, match="no training events survive"):
         clean_and_split(_log(_hand_made_log()), CleaningConfig(min_user_checkins=100))
+
+
+def _small_split():
+    from stlab.data import NYC_BBOX, SyntheticWorld, WorldConfig
+
+    world = SyntheticWorld(WorldConfig(num_users=30, num_pois=60, num_days=12, seed=2))
+    checkins, _ = clean_checkins(world.checkins, CleaningConfig(bbox=NYC_BBOX, min_user_checkins=3,
+                                                                min_poi_checkins=3))
+    return checkins, temporal_split(checkins, val_frac=0.1, test_frac=0.2)
+
+
+def test_recent_training_keeps_the_latest_share_and_the_later_parts():
+    from stlab.protocol import build_task
+    from stlab.splits import recent_training
+
+    _, split = _small_split()
+    checkins, half = recent_training(split, 0.5)
+    assert abs(len(half.train) - len(split.train) / 2) <= split.train["timestamp"].duplicated().sum() + 1
+    assert half.train["timestamp"].min() >= split.train["timestamp"].median() - pd.Timedelta(seconds=1)
+    assert half.val.equals(split.val) and half.test.equals(split.test)
+    build_task(checkins, half)  # a consistent log and split
+    with pytest.raises(ValueError, match="fraction"):
+        recent_training(split, 0.0)
+
+
+def test_hold_out_pois_removes_only_training_visits_of_new_places():
+    from stlab.protocol import build_task
+    from stlab.splits import hold_out_pois
+
+    _, split = _small_split()
+    checkins, held, new = hold_out_pois(split, 0.2, seed=1)
+    assert len(new) > 0
+    assert not held.train["poi_id"].isin(new).any()
+    assert pd.concat([held.val, held.test])["poi_id"].isin(new).any()
+    kept = split.train[~split.train["poi_id"].isin(new)]
+    assert len(held.train) == len(kept)
+    again = hold_out_pois(split, 0.2, seed=1)[2]
+    np.testing.assert_array_equal(new, again)  # seeded
+    task = build_task(checkins, held)
+    assert set(task.pois["poi_id"]) >= set(new)  # new places are candidates
