@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stlab.data import SyntheticWorld, WorldConfig
 from stlab.cleaning import CleaningConfig, clean_checkins
+from stlab.data import SyntheticWorld, WorldConfig
 from stlab.splits import Split, assert_no_leakage, per_user_split, temporal_split
 
 
