@@ -305,7 +305,33 @@ def forecast_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_train: np.ndarray
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
+def bootstrap_interval(values: np.ndarray, *, level: float = 0.95, num_resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-query ``values`` and its percentile bootstrap interval (resampling queries).
+
+    For a paired comparison, pass the per-query *differences* of two models on the same queries
+    (for example ``1 / rank_a - 1 / rank_b`` for MRR): the interval then accounts for the
+    queries both models find easy or hard.
+
+    Returns:
+        ``(mean, low, high)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"values must be a non-empty 1-D array, got shape {values.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(num_resamples)
+    for start in range(0, num_resamples, 256):  # bounded memory: 256 resamples at a time
+        rows = rng.integers(0, len(values), size=(min(256, num_resamples - start), len(values)))
+        means[start:start + len(rows)] = values[rows].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(values.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
 __all__ = [
+    "bootstrap_interval",
     "DEFAULT_KS", "DEFAULT_MAPE_FLOOR", "binary_classification_metrics", "forecast_metrics", "interval_coverage", "mae",
     "mae_mean_of_batches", "mape", "mape_label", "mase", "scaled_mae",
     "ranking_metrics", "ranking_metrics_from_ranks", "rmse", "seasonal_naive_scale", "smape",

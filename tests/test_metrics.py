@@ -199,3 +199,19 @@ def test_mean_of_batch_means_differs_from_the_mean_over_valid_points():
         mae_mean_of_batches(actual, forecast, 0)
     with pytest.raises(ValueError, match="NaN or infinite"):
         mae_mean_of_batches(actual, np.full_like(forecast, np.nan), 1)
+
+
+def test_bootstrap_interval_covers_the_mean_at_its_level():
+    from stlab.metrics import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    covered = 0
+    for trial in range(200):
+        sample = rng.exponential(1.0, size=200)  # true mean 1
+        _, low, high = bootstrap_interval(sample, num_resamples=500, seed=trial)
+        covered += low <= 1.0 <= high
+    assert 0.90 <= covered / 200 <= 0.99
+    mean, low, high = bootstrap_interval(np.full(10, 3.0))
+    assert mean == low == high == 3.0
+    with pytest.raises(ValueError):
+        bootstrap_interval(np.array([]))
