@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from stlab.data import (NYC_BBOX, BBox, DataNotFoundError, SyntheticWorld, WorldConfig, cached_world,
-                        load_bike_sharing, load_checkins, read_checkins)
+                        load_bike_sharing, load_checkins, load_gowalla_venues, read_checkins)
 from stlab.data.series import hourly_bike_series, synthetic_rentals
 
 #: Tokyo's 23 wards and their neighbours, as Foursquare TSMC2014's Tokyo file covers them.
@@ -168,6 +168,37 @@ def chapter_checkins(
     if smoke and dataset != "synthetic":
         checkins = _smoke_users(checkins)
     return ChapterCheckins(checkins=checkins, dataset=dataset, timezone=timezone, bbox=box)
+
+
+def venue_names(poi_ids: np.ndarray | pd.Series, dataset: str, *, city: ChapterCheckins | None = None,
+                seed: int = 0, smoke: bool = False) -> pd.Series:
+    """The name of each POI, aligned with ``poi_ids`` (``""`` where none is known).
+
+    * Gowalla: the venue names published with the data (:func:`stlab.data.load_gowalla_venues`);
+    * the synthetic city: its places have no names, so each is named by its category and
+      neighbourhood ("Food venue in district 6") -- a stand-in that carries the category only;
+    * a file of yours: its ``name`` column (the most frequent name of each POI), when it has one.
+
+    Introduced in chapter 9 (Pretrained models).
+    """
+    ids = pd.Index(np.asarray(poi_ids), name="poi_id")
+    names: pd.Series
+    if dataset.startswith("gowalla"):
+        try:
+            venues = load_gowalla_venues()
+        except DataNotFoundError:
+            venues = pd.DataFrame({"poi_id": [], "name": []})
+        names = venues.drop_duplicates("poi_id").set_index("poi_id")["name"]
+    elif dataset == "synthetic":
+        pois = chapter_world(seed, smoke).pois.set_index("poi_id")
+        names = pois["category"].astype(str) + " venue in district " + pois["neighbourhood"].astype(str)
+    elif city is not None and "name" in city.checkins.columns:
+        named = city.checkins.dropna(subset=["name"])
+        names = named.groupby("poi_id")["name"].agg(lambda s: s.value_counts().index[0])
+    else:
+        names = pd.Series(dtype="string")
+    out = names.reindex(ids).astype("string").fillna("").str.strip()
+    return pd.Series(out.to_numpy(dtype=object), index=ids, name="name")
 
 
 def chapter_bike_rentals(dataset: str, *, seed: int = 0, num_days: int = 400) -> tuple[pd.DataFrame, bool]:

@@ -113,3 +113,17 @@ def test_bike_rentals_fall_back_to_the_simulated_series_when_the_files_are_absen
     assert simulated and len(rentals) == 14 * 24 and "not at hand" in capsys.readouterr().out
     rentals, simulated = chapters.chapter_bike_rentals("synthetic", seed=0, num_days=14)
     assert simulated and len(rentals) == 14 * 24
+
+
+def test_venue_names_for_the_synthetic_city_a_file_and_an_unknown_place(tmp_path):
+    synthetic = chapters.venue_names(np.array([0, 1, 10**9]), "synthetic", smoke=True)
+    assert synthetic.iloc[0].endswith(f"district {chapter_world(0, True).pois.loc[0, 'neighbourhood']}")
+    assert synthetic.iloc[2] == ""  # no such place
+    log = pd.DataFrame({"user_id": [1, 2, 3], "poi_id": [7, 7, 8], "name": ["Café Flore", "Café Flore", None]})
+    city = ChapterCheckins(checkins=log, dataset="mine.csv", timezone="Europe/Paris", bbox=None)
+    named = chapters.venue_names(np.array([8, 7]), "mine.csv", city=city)
+    assert named.tolist() == ["", "Café Flore"]
+
+
+def test_gowalla_venue_names_are_empty_when_the_file_is_absent():
+    assert chapters.venue_names(np.array([1, 2]), "gowalla-nyc").tolist() == ["", ""]
