@@ -92,6 +92,52 @@ def last_state(rnn: nn.LSTM | nn.GRU, steps: torch.Tensor, lengths: torch.Tensor
     hidden = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c); GRU returns h
     return hidden[-1]  # [B, H]: the last layer
 
+def mixture_gate_logits(gate: nn.Module | None, joined: torch.Tensor, visit_counts: torch.Tensor | None,
+                        transition_counts: torch.Tensor | None) -> torch.Tensor | None:
+    """``[B, K]`` the gate's logits from ``joined`` ``[B, J]`` and the evidence each count
+    component rests on, ``log(1 + sum n)`` and ``log(1 + sum m)`` (zeros for absent counts);
+    ``None`` without a gate (a single component). ``gate`` maps ``J + 2`` features to ``K``."""
+    if gate is None:
+        return None
+    evidence = [torch.zeros_like(joined[:, :1]) if c is None else torch.log1p(c.sum(-1, keepdim=True))
+                for c in (visit_counts, transition_counts)]
+    return gate(torch.cat([joined, *evidence], dim=-1))
+
+def mixture_log_probabilities(components: tuple[str, ...], explore_logits: torch.Tensor | None,
+                              gate_logits: torch.Tensor | None, visit_counts: torch.Tensor | None,
+                              transition_counts: torch.Tensor | None, prior: torch.Tensor,
+                              smoothing: float) -> torch.Tensor:
+    """``[B, P]`` ``log sum_k w_k p_k(j)``: the gated repeat / transition / explore mixture of
+    :mod:`stlab.models.recurrent` (shared by the recurrent and the attention next-POI models).
+
+    Args:
+        components: the components, in the order of ``gate_logits``' columns.
+        explore_logits: ``[B, P]`` (needed with ``"explore"``).
+        gate_logits: ``[B, K]``, or ``None`` with a single component (whose log-probabilities
+            are returned as they are).
+        visit_counts, transition_counts: ``[B, P]`` (needed with ``"repeat"``, ``"transition"``).
+        prior: ``[P]`` popularity; smoothing: pseudo-moves ``a``.
+    """
+    # In float32 (or float64) even under autocast: the mixture adds probabilities that span thirty
+    # orders of magnitude.
+    def wide(t: torch.Tensor) -> torch.Tensor:
+        return t.to(torch.promote_types(t.dtype, torch.float32))
+
+    parts = []
+    for name in components:
+        if name == "repeat":
+            total = visit_counts.sum(-1, keepdim=True).clamp_min(1.0)
+            parts.append(torch.log((visit_counts / total).clamp_min(PROBABILITY_FLOOR)))
+        elif name == "transition":
+            total = transition_counts.sum(-1, keepdim=True)
+            parts.append(torch.log((transition_counts + smoothing * prior) / (total + smoothing)))
+        else:
+            parts.append(torch.log_softmax(wide(explore_logits), dim=-1))
+    if gate_logits is None:
+        return parts[0]
+    weights = torch.log_softmax(wide(gate_logits), dim=-1)  # [B, K]
+    return torch.logsumexp(torch.stack(parts) + weights.T[:, :, None], dim=0)  # [B, P]
+
 class RecurrentNet(nn.Module):
     """Embeddings -> LSTM/GRU -> gated mixture of repeat, transition and explore distributions.
 
@@ -129,34 +175,17 @@ class RecurrentNet(nn.Module):
     def gate_logits(self, joined: torch.Tensor, visit_counts: torch.Tensor | None,
                     transition_counts: torch.Tensor | None) -> torch.Tensor | None:
         """``[B, K]`` one logit per component (``None`` with a single component)."""
-        if self.gate is None:
-            return None
-        evidence = [torch.zeros_like(joined[:, :1]) if c is None else torch.log1p(c.sum(-1, keepdim=True))
-                    for c in (visit_counts, transition_counts)]
-        return self.gate(torch.cat([joined, *evidence], dim=-1))
+        return mixture_gate_logits(self.gate, joined, visit_counts, transition_counts)
 
     def forward(self, poi: torch.Tensor, hour_of_week: torch.Tensor, continuous: torch.Tensor,
                 target_hour_of_week: torch.Tensor, target_gap: torch.Tensor,
                 visit_counts: torch.Tensor | None = None,
                 transition_counts: torch.Tensor | None = None) -> torch.Tensor:
         joined = self.encode(poi, hour_of_week, continuous, target_hour_of_week, target_gap)
-        # The mixture is computed in float32 even under autocast: it adds probabilities that
-        # span thirty orders of magnitude.
-        parts = []
-        for name in self.components:
-            if name == "repeat":
-                total = visit_counts.sum(-1, keepdim=True).clamp_min(1.0)
-                parts.append(torch.log((visit_counts / total).clamp_min(PROBABILITY_FLOOR)))
-            elif name == "transition":
-                total = transition_counts.sum(-1, keepdim=True)
-                parts.append(torch.log((transition_counts + self.smoothing * self.prior) / (total + self.smoothing)))
-            else:
-                parts.append(torch.log_softmax(self.explore(joined).float(), dim=-1))
-        gate = self.gate_logits(joined, visit_counts, transition_counts)
-        if gate is None:
-            return parts[0]
-        weights = torch.log_softmax(gate.float(), dim=-1)  # [B, K]
-        return torch.logsumexp(torch.stack(parts) + weights.T[:, :, None], dim=0)  # [B, P]
+        explore = self.explore(joined) if self.explore is not None else None
+        return mixture_log_probabilities(self.components, explore, self.gate_logits(joined, visit_counts,
+                                                                                     transition_counts),
+                                         visit_counts, transition_counts, self.prior, self.smoothing)
 
     def mixture_weights(self, *inputs: torch.Tensor | None) -> torch.Tensor:
         """``[B, K]`` the gate's weight on each component (ones for a single component)."""
@@ -238,4 +267,5 @@ class RecurrentNextVisit(RecurrentNextVisitBase):
         with torch.no_grad():
             return self.net_.mixture_weights(*self._tensors(queries)).cpu().numpy()
 
-__all__ = ["INPUT_FIELDS", "NextVisitDataset", "RecurrentNet", "RecurrentNextVisit", "last_state", "next_visit_loader"]
+__all__ = ["INPUT_FIELDS", "NextVisitDataset", "RecurrentNet", "RecurrentNextVisit", "last_state",
+           "mixture_gate_logits", "mixture_log_probabilities", "next_visit_loader"]
