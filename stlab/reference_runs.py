@@ -1,6 +1,7 @@
 """The reference models every later next-visit chapter compares with, trained once.
 
-Chapter 4's tuned baselines and chapter 7's LSTM are the numbers to beat from chapter 8 on.
+Chapter 4's tuned baselines, chapter 7's LSTM and chapter 8's Transformer are the numbers to
+beat from chapter 8 on.
 Their chapters fit them and store what a comparison needs (:class:`stlab.runcache.RankedRun`:
 ranks of every validation and test query, fit seconds); later chapters read them back through
 :func:`baseline_runs` and :func:`lstm_run`, which fit and store them only when the cache has no
@@ -17,6 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from stlab.baselines import BaselineGrid, TunedBaselines, tuned_baselines
+from stlab.models.attention.config import TransformerConfig
 from stlab.models.recurrent import RecurrentConfig, RecurrentNextVisitBase
 from stlab.protocol import NextVisitModel, NextVisitTask, query_ranks
 from stlab.runcache import RankedRun, cached_run, cached_runs, run_key, store_runs
@@ -84,5 +86,31 @@ def lstm_run(task: NextVisitTask, config: RecurrentConfig) -> RankedRun:
     return cached_run(task, recurrent_settings(config), compute)
 
 
-__all__ = ["baseline_runs", "baseline_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines", "store_baselines",
-           "store_recurrent"]
+def transformer_settings(config: TransformerConfig) -> dict[str, Any]:
+    """The cache settings of a PyTorch space-time Transformer next-POI model."""
+    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
+    return {"kind": "transformer-pytorch", "config": described}
+
+
+def store_transformer(task: NextVisitTask, model: NextVisitModel, config: TransformerConfig,
+                      fit_seconds: float) -> RankedRun:
+    """Store chapter 8's fitted Transformer for later chapters; returns its run."""
+    run = ranked(model, task, fit_seconds, epochs=len(getattr(model, "history_", [])))
+    store_runs(task, transformer_settings(config), [run])
+    return run
+
+
+def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun:
+    """Chapter 8's Transformer with ``config``, from the cache or fitted now."""
+    def compute() -> RankedRun:
+        from stlab.models.torch.attention import TransformerNextVisit  # torch only on a miss
+
+        start = time.perf_counter()
+        model = TransformerNextVisit(config).fit(task)
+        return ranked(model, task, time.perf_counter() - start, epochs=len(model.history_))
+
+    return cached_run(task, transformer_settings(config), compute)
+
+
+__all__ = ["baseline_runs", "baseline_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
+           "store_baselines", "store_recurrent", "store_transformer", "transformer_run", "transformer_settings"]

@@ -56,3 +56,15 @@ def test_lstm_run_fits_once_and_ignores_progress_and_device(task):
     finally:
         nextvisit.RecurrentNextVisit.fit = original
     np.testing.assert_array_equal(first.ranks["val"], again.ranks["val"])
+
+
+def test_a_stored_transformer_comes_back_without_fitting(task):
+    from stlab.models.attention.config import TransformerConfig
+    from stlab.models.torch.attention import TransformerNextVisit
+
+    config = TransformerConfig(d_model=8, num_heads=2, num_layers=1, ffn_dim=16, num_epochs=1, progress=False)
+    model = TransformerNextVisit(config).fit(task)
+    stored = reference_runs.store_transformer(task, model, config, 1.5)
+    again = reference_runs.transformer_run(task, config)
+    assert again.fit_seconds == 1.5 and again.name == stored.name
+    np.testing.assert_array_equal(again.ranks["test"], query_ranks(model, task.queries("test")))
