@@ -11,6 +11,10 @@ Subpackages and modules, in the order the book introduces them:
 * :mod:`stlab.forecasting`, :mod:`stlab.protocol`, :mod:`stlab.baselines`, :mod:`stlab.metrics` --
   forecasting and next-visit protocols, baselines and metrics (chapters 3-4).
 * :mod:`stlab.models`, :mod:`stlab.training` -- recurrent models and their training (chapters 5-7).
+* :mod:`stlab.models.attention`, :mod:`stlab.models.pretrained` -- self-attention, the space-time
+  Transformer, and pretrained text models used offline (chapters 8-9).
+* :mod:`stlab.runcache`, :mod:`stlab.reference_runs` -- evaluated runs stored once and reused by
+  later chapters (chapters 4, 7-9).
 * :mod:`stlab.graphs` -- graphs from behaviour logs and the normalised adjacency (chapter 10).
 * :mod:`stlab.graph_forecasting` -- the spatio-temporal forecasting protocol (chapter 11).
 """
