@@ -226,17 +226,19 @@ def bucketize(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, values, side="right")
 
 
-def pairwise_intervals_and_distances(hours_before: np.ndarray, coordinates: np.ndarray
-                                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``[Q, N, N]`` hours and ``[Q, N, N]`` haversine km between every pair of tokens."""
-    hours = np.abs(hours_before[:, :, None] - hours_before[:, None, :])
+def pairwise_intervals_and_distances(hours_before: np.ndarray, coordinates: np.ndarray, *,
+                                     query_row_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``[Q, R, N]`` hours and ``[Q, R, N]`` haversine km between tokens ``i`` and ``j``: every
+    pair (``R = N``), or with ``query_row_only`` the query token's row (``R = 1``)."""
+    rows = slice(-1, None) if query_row_only else slice(None)
+    hours = np.abs(hours_before[:, rows, None] - hours_before[:, None, :])
     lat, lon = coordinates[..., 0], coordinates[..., 1]
-    km = haversine_km(lat[:, :, None], lon[:, :, None], lat[:, None, :], lon[:, None, :])
+    km = haversine_km(lat[:, rows, None], lon[:, rows, None], lat[:, None, :], lon[:, None, :])
     return hours, km
 
 
 def relation_buckets(hours_before: np.ndarray, coordinates: np.ndarray, *, time_buckets: int = 16,
-                     distance_buckets: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                     distance_buckets: int = 16, query_row_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The time-interval and distance bucket of every pair of tokens: the NumPy reference of
     what the networks compute per batch.
 
@@ -244,14 +246,27 @@ def relation_buckets(hours_before: np.ndarray, coordinates: np.ndarray, *, time_
         hours_before: ``[Q, N]`` from :func:`encode_attention`.
         coordinates: ``[Q, N, 2]`` from :func:`encode_attention`.
         time_buckets, distance_buckets: numbers of buckets.
+        query_row_only: only the query token's row (all a one-block network reads).
 
     Returns:
         ``[Q, N, N]`` int64 time buckets (0 .. time_buckets - 1) and ``[Q, N, N]`` distance
-        buckets; symmetric, with bucket 0 on the diagonal. Pairs with padding get a bucket too
-        (the masks ignore them).
+        buckets (``[Q, 1, N]`` with ``query_row_only``); symmetric, with bucket 0 on the
+        diagonal. Pairs with padding get a bucket too (the masks ignore them).
     """
-    hours, km = pairwise_intervals_and_distances(hours_before, coordinates)
+    hours, km = pairwise_intervals_and_distances(hours_before, coordinates, query_row_only=query_row_only)
     return bucketize(hours, time_bucket_edges(time_buckets)), bucketize(km, distance_bucket_edges(distance_buckets))
+
+
+def pair_bucket_index(hours_before: np.ndarray, coordinates: np.ndarray, *, time_buckets: int = 16,
+                      distance_buckets: int = 16, query_row_only: bool = False) -> np.ndarray:
+    """``[Q, N, N]`` (or ``[Q, 1, N]``) int32 ``time bucket * distance_buckets + distance bucket``
+    of every pair of tokens (:func:`relation_buckets`): one index into a head's table of the ``T x S`` summed
+    biases ``b_h[t] + c_h[s]``. The PyTorch network computes it per batch from the float64 inputs;
+    the Keras network takes it as an input, because Keras casts float64 inputs to float32, which
+    could move a pair across a bucket edge."""
+    time_bucket, distance_bucket = relation_buckets(hours_before, coordinates, time_buckets=time_buckets,
+                                                    distance_buckets=distance_buckets, query_row_only=query_row_only)
+    return (time_bucket * distance_buckets + distance_bucket).astype(np.int32)
 
 
 def sinusoidal_positions(num_positions: int, d_model: int) -> np.ndarray:
@@ -301,5 +316,5 @@ class TransformerNextVisitBase(NextVisitModel):
 
 __all__ = ["ATTENTION_INPUT_FIELDS", "DISTANCE_EDGE_RANGE_KM", "LAYER_NORM_EPSILON", "MASKED_LOGIT",
            "TIME_EDGE_RANGE_HOURS", "AttentionInputs", "TransformerConfig", "TransformerNextVisitBase", "bucketize",
-           "distance_bucket_edges", "encode_attention", "pairwise_intervals_and_distances", "position_index",
+           "distance_bucket_edges", "encode_attention", "pair_bucket_index", "pairwise_intervals_and_distances", "position_index",
            "relation_buckets", "sinusoidal_positions", "time_bucket_edges"]

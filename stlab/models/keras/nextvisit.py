@@ -220,12 +220,7 @@ class RecurrentNet(keras.Model):
 
     def gate_logits(self, joined: Any, inputs: dict[str, Any]) -> Any | None:
         """``[B, K]`` one logit per component (``None`` with a single component)."""
-        if self.gate is None:
-            return None
-        evidence = [ops.log1p(ops.sum(ops.cast(inputs[name], self.compute_dtype), axis=-1, keepdims=True))
-                    if name in inputs else ops.zeros_like(joined[:, :1])
-                    for name in ("visit_counts", "transition_counts")]  # 2 x [B, 1]
-        return self.gate(ops.concatenate([joined, *evidence], axis=-1))
+        return mixture_gate_logits(self.gate, joined, inputs.get("visit_counts"), inputs.get("transition_counts"))
 
     def explore_logits(self, joined: Any) -> Any | None:
         """``[B, P]`` the explore head's logits (``None`` without an explore component)."""
@@ -233,32 +228,55 @@ class RecurrentNet(keras.Model):
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         joined = self.encode(inputs, training=training)
-        # The mixture in float32 (also under a mixed-precision policy): it adds probabilities that
-        # span thirty orders of magnitude.
-        parts = []  # K x [B, P] log-probabilities
-        for name in self.components:
-            if name == "repeat":
-                visits = ops.cast(inputs["visit_counts"], "float32")
-                total = ops.maximum(ops.sum(visits, axis=-1, keepdims=True), 1.0)
-                parts.append(ops.log(ops.maximum(visits / total, PROBABILITY_FLOOR)))
-            elif name == "transition":
-                moves = ops.cast(inputs["transition_counts"], "float32")
-                total = ops.sum(moves, axis=-1, keepdims=True)
-                prior = ops.cast(self.prior, "float32")
-                parts.append(ops.log((moves + self.smoothing * prior) / (total + self.smoothing)))
-            else:
-                parts.append(ops.log_softmax(ops.cast(self.explore(joined), "float32"), axis=-1))
-        gate = self.gate_logits(joined, inputs)
-        if gate is None:
-            return parts[0]
-        weights = ops.log_softmax(ops.cast(gate, "float32"), axis=-1)  # [B, K]
-        return ops.logsumexp(ops.stack(parts) + ops.expand_dims(ops.transpose(weights), -1), axis=0)  # [B, P]
+        return mixture_log_probabilities(self.components, self.explore_logits(joined), self.gate_logits(joined, inputs),
+                                         inputs.get("visit_counts"), inputs.get("transition_counts"), self.prior,
+                                         self.smoothing)
 
     def mixture_weights(self, inputs: dict[str, Any]) -> Any:
         """``[B, K]`` the gate's weight on each component (ones for a single component)."""
         joined = self.encode(inputs, training=False)
         gate = self.gate_logits(joined, inputs)
         return ops.ones_like(joined[:, :1]) if gate is None else ops.softmax(ops.cast(gate, "float32"), axis=-1)
+
+
+def mixture_gate_logits(gate: keras.layers.Layer | None, joined: Any, visit_counts: Any | None,
+                        transition_counts: Any | None) -> Any | None:
+    """``[B, K]`` the gate's logits from ``joined`` ``[B, J]`` and the evidence each count
+    component rests on, ``log(1 + sum n)`` and ``log(1 + sum m)`` (zeros for absent counts);
+    ``None`` without a gate (a single component). ``gate`` maps ``J + 2`` features to ``K``."""
+    if gate is None:
+        return None
+    evidence = [ops.zeros_like(joined[:, :1]) if counts is None
+                else ops.log1p(ops.sum(ops.cast(counts, keras.backend.standardize_dtype(joined.dtype)), axis=-1,
+                                           keepdims=True))
+                for counts in (visit_counts, transition_counts)]  # 2 x [B, 1]
+    return gate(ops.concatenate([joined, *evidence], axis=-1))
+
+
+def mixture_log_probabilities(components: tuple[str, ...], explore_logits: Any | None, gate_logits: Any | None,
+                              visit_counts: Any | None, transition_counts: Any | None, prior: Any,
+                              smoothing: float) -> Any:
+    """``[B, P]`` float32 ``log sum_k w_k p_k(j)``: the gated repeat / transition / explore mixture
+    of :mod:`stlab.models.recurrent` (shared by the recurrent and the attention next-POI models;
+    arguments as in the PyTorch twin, :func:`stlab.models.torch.nextvisit.mixture_log_probabilities`)."""
+    # In float32 (also under a mixed-precision policy): the mixture adds probabilities that span
+    # thirty orders of magnitude.
+    parts = []  # K x [B, P] log-probabilities
+    for name in components:
+        if name == "repeat":
+            visits = ops.cast(visit_counts, "float32")
+            total = ops.maximum(ops.sum(visits, axis=-1, keepdims=True), 1.0)
+            parts.append(ops.log(ops.maximum(visits / total, PROBABILITY_FLOOR)))
+        elif name == "transition":
+            moves = ops.cast(transition_counts, "float32")
+            total = ops.sum(moves, axis=-1, keepdims=True)
+            parts.append(ops.log((moves + smoothing * ops.cast(prior, "float32")) / (total + smoothing)))
+        else:
+            parts.append(ops.log_softmax(ops.cast(explore_logits, "float32"), axis=-1))
+    if gate_logits is None:
+        return parts[0]
+    weights = ops.log_softmax(ops.cast(gate_logits, "float32"), axis=-1)  # [B, K]
+    return ops.logsumexp(ops.stack(parts) + ops.expand_dims(ops.transpose(weights), -1), axis=0)  # [B, P]
 
 
 def next_visit_nll(target: Any, log_probs: Any) -> Any:
@@ -454,4 +472,5 @@ class RecurrentNextVisit(RecurrentNextVisitBase):
 
 
 __all__ = ["INPUT_FIELDS", "NextVisitSequence", "PaddedNormal", "RecurrentNet", "RecurrentNextVisit",
-           "ValidationStopping", "input_dict", "make_deterministic", "next_visit_nll", "save_weights_atomically"]
+           "ValidationStopping", "input_dict", "make_deterministic", "mixture_gate_logits", "mixture_log_probabilities",
+           "next_visit_nll", "save_weights_atomically"]

@@ -15,6 +15,7 @@ from stlab.models.attention.config import (
     bucketize,
     distance_bucket_edges,
     encode_attention,
+    pair_bucket_index,
     pairwise_intervals_and_distances,
     position_index,
     relation_buckets,
@@ -62,6 +63,12 @@ def test_relation_buckets_of_a_hand_made_history():
     assert distance_bucket[0, 3, 1] == bucketize(haversine_km(lat0, lon0, lat1, lon0), edges_d) == bucketize(1.0, edges_d)
     hours, km = pairwise_intervals_and_distances(hours_before, coordinates)
     assert hours[0, 0, 1] == pytest.approx(238.0) and km[0, 0, 1] == pytest.approx(1.0, rel=1e-3)
+    # The query token's row alone, and the joint index the networks gather with.
+    last_time, last_distance = relation_buckets(hours_before, coordinates, query_row_only=True)
+    assert np.array_equal(last_time, time_bucket[:, -1:]) and np.array_equal(last_distance, distance_bucket[:, -1:])
+    index = pair_bucket_index(hours_before, coordinates, distance_buckets=16)
+    assert index.dtype == np.int32 and np.array_equal(index, time_bucket * 16 + distance_bucket)
+    assert np.array_equal(pair_bucket_index(hours_before, coordinates, query_row_only=True), index[:, -1:])
 
 
 def test_encoding_extends_the_recurrent_one(task):

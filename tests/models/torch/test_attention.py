@@ -28,9 +28,18 @@ from stlab.models.torch.attention import (
 )
 from stlab.protocol import NextVisitQueries, build_task, evaluate
 from stlab.splits import temporal_split
+from stlab.training import cpu_threads
 
 SMALL = {"d_model": 16, "num_heads": 2, "ffn_dim": 32, "batch_size": 64, "device": "cpu", "progress": False}
 COMPONENTS = ("repeat", "transition", "explore")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from more threads, and on a busy machine PyTorch's spinning pool
+    can make them many times slower (the numbers do not depend on it)."""
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +259,26 @@ def test_bce_loss_and_negatives(task):
     assert model.name == "Transformer bce+ST (PyTorch)" and np.isfinite(scores).all()
     np.testing.assert_allclose(np.logaddexp.reduce(scores, axis=1), 0.0, atol=1e-5)
     np.testing.assert_array_equal(TransformerNextVisit(config).fit(task).score(task.queries("test")), scores)
+
+
+def test_initial_poi_vectors_start_the_poi_table():
+    from stlab.models.torch.attention import TransformerNextVisit as _Model
+
+    task = _tiny_task_for_initialisation()
+    config = TransformerConfig(d_model=8, num_heads=2, num_layers=1, ffn_dim=16, num_epochs=1, progress=False)
+    start = np.random.default_rng(0).normal(size=(task.num_pois, 8)).astype(np.float32)
+    model = _Model(config, initial_poi_vectors=start)
+    model._build(task)
+    np.testing.assert_array_equal(model.net_.poi_embedding.weight[1 : task.num_pois + 1].detach().numpy(), start)
+    assert "initialised" in model.name
+    with pytest.raises(ValueError, match=r"\[P, D\]"):
+        _Model(config, initial_poi_vectors=start[:, :4])._build(task)
+
+
+def _tiny_task_for_initialisation():
+    from stlab.splits import temporal_split
+
+    world = SyntheticWorld(WorldConfig(num_users=20, num_pois=40, num_days=7, seed=1))
+    checkins, _ = clean_checkins(world.checkins, CleaningConfig(bbox=NYC_BBOX, min_user_checkins=3,
+                                                                min_poi_checkins=3))
+    return build_task(checkins, temporal_split(checkins), timezone="America/New_York", history_len=4)
