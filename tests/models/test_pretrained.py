@@ -408,3 +408,21 @@ def test_real_models_embed_and_score_sensibly():
     result = candidate_log_likelihoods(prompt, ["Starbucks Coffee", "Madison Square Garden"],
                                        tokenizer=tokenizer, model=model, add_special_tokens=False)
     assert result.mean[0] > result.mean[1]
+
+
+def test_embedding_start_keeps_the_geometry_and_the_size_of_a_random_start():
+    from stlab.models.pretrained import embedding_start
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 12))
+    start = embedding_start(vectors, 4)
+    assert start.shape == (50, 4) and start.dtype == np.float32
+    assert start.std() == pytest.approx(4 ** -0.5, rel=1e-5)
+    # The first column is the leading principal component (up to sign).
+    centred = vectors - vectors.mean(0)
+    leading = np.linalg.svd(centred, full_matrices=False)[2][0]
+    assert abs(np.corrcoef(start[:, 0], centred @ leading)[0, 1]) > 0.999
+    wide = embedding_start(vectors[:5], 8, seed=1)  # only 5 components exist
+    assert wide.shape == (5, 8) and np.isfinite(wide).all()
+    with pytest.raises(ValueError):
+        embedding_start(vectors[:1], 4)

@@ -24,6 +24,7 @@ from stlab.models.pretrained.embeddings import (
     cached_embeddings,
     embed_texts,
     embedding_cache_key,
+    embedding_start,
     nearest_neighbours,
 )
 from stlab.models.pretrained.loading import (
@@ -78,6 +79,7 @@ __all__ = [
     "llm_rerank",
     "mix_scores",
     "model_identity",
+    "embedding_start",
     "nearest_neighbours",
     "package_dir",
     "rerank_prompt",

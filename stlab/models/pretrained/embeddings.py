@@ -201,3 +201,30 @@ def nearest_neighbours(embeddings: np.ndarray, index: np.ndarray, k: int, *,
         out_idx[start:start + block_rows] = np.take_along_axis(top, order, axis=1)
         out_cos[start:start + block_rows] = np.take_along_axis(top_sims, order, axis=1)
     return out_idx, out_cos
+
+
+def embedding_start(vectors: np.ndarray, dim: int, *, seed: int = 0) -> np.ndarray:
+    """``[N, dim]`` float32 starting vectors for a model's embedding table from text embeddings.
+
+    The first principal components of ``vectors`` (``[N, D]``), scaled so that every entry has
+    standard deviation ``dim ** -0.5`` -- the size of a random start -- and so keep the geometry
+    of the names (close names, close rows). When ``dim`` exceeds what the data can give
+    (``min(N, D)`` components), the remaining columns are seeded random noise of the same size.
+
+    Introduced in chapter 9 (Pretrained models).
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2 or len(vectors) < 2:
+        raise ValueError(f"need [N, D] embeddings with N >= 2, got shape {vectors.shape}")
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    centred = vectors - vectors.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    keep = min(dim, components.shape[0])
+    projected = centred @ components[:keep].T  # [N, keep]
+    scale = projected.std()
+    projected = projected / scale if scale > 0 else projected
+    if keep < dim:
+        extra = np.random.default_rng(seed).normal(size=(len(vectors), dim - keep))
+        projected = np.concatenate([projected, extra], axis=1)
+    return (projected * dim ** -0.5).astype(np.float32)
