@@ -426,3 +426,15 @@ def test_embedding_start_keeps_the_geometry_and_the_size_of_a_random_start():
     assert wide.shape == (5, 8) and np.isfinite(wide).all()
     with pytest.raises(ValueError):
         embedding_start(vectors[:1], 4)
+
+
+def test_the_tiny_stand_in_scores_with_the_shared_prompt_like_the_real_model():
+    from stlab.models.pretrained import tiny_causal_lm
+
+    tokenizer, model = tiny_causal_lm(seed=1)
+    prompt = rerank_prompt([("Coffee venue", datetime(2024, 5, 6, 8, 15))], datetime(2024, 5, 6, 12, 30),
+                           ["Park", "Pizza place"], tokenizer=tokenizer)
+    shared = score_candidates(prompt, ["Park", "Pizza place"], tokenizer=tokenizer, model=model,
+                              add_special_tokens=False)
+    assert shared.shape == (2,) and np.isfinite(shared).all()
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # grouped-query, as SmolLM2

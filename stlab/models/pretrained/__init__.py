@@ -40,6 +40,7 @@ from stlab.models.pretrained.loading import (
     model_identity,
     package_dir,
     sentence_encoder,
+    tiny_causal_lm,
 )
 from stlab.models.pretrained.rerank import (
     ANSWER_LEAD,
@@ -72,6 +73,7 @@ __all__ = [
     "cached_embeddings",
     "candidate_log_likelihoods",
     "causal_lm",
+    "tiny_causal_lm",
     "embed_texts",
     "embedding_cache_key",
     "enforce_offline",

@@ -239,3 +239,41 @@ def causal_lm(device: str = "cpu") -> tuple[PreTrainedTokenizerBase, PreTrainedM
     model.eval()
     log.info("loaded %s from %s", identity.model_id, model_dir)
     return tokenizer, model
+
+
+# SmolLM2-Instruct's chat template, so a stand-in tokenizer formats prompts as the real one does.
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_causal_lm(seed: int = 0) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """A randomly initialised miniature of SmolLM2 -- the same Llama architecture (grouped-query
+    attention, tied embeddings) with a byte-level BPE tokenizer and the same chat template -- for
+    exercising the code path in seconds (smoke runs, tests). Its scores mean nothing.
+    """
+    enforce_offline()
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = ["Places the user visited recently, oldest first", "The next place the user visits is",
+              "Monday Tuesday Wednesday Thursday Friday Saturday Sunday 08:15 12:30",
+              "Coffee Park Pizza Office Home Station Gym Market Bar Museum venue district"]
+    tokenizer_model = Tokenizer(models.BPE())
+    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer_model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer_model.train_from_iterator(corpus * 3, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer_model, bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", pad_token="<|im_end|>")
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    return tokenizer, LlamaForCausalLM(config).eval()
