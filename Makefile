@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_book.py
 	$(PY) benchmarks/bench_sarima.py
 	$(PY) benchmarks/bench_recurrent.py
+	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_graphs.py
 
 clean:
