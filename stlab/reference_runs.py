@@ -14,6 +14,7 @@ Introduced in chapter 8 (Self-attention for the next visit).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -61,10 +62,21 @@ def baseline_runs(task: NextVisitTask, *, seed: int, grid: BaselineGrid) -> list
     return cached_runs(task, baseline_settings(seed, grid), compute)
 
 
+def _model_settings(kind: str, config: RecurrentConfig | TransformerConfig) -> dict[str, Any]:
+    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
+    return {"kind": kind, "config": described}
+
+
+def _fitted_run(task: NextVisitTask, make: Callable[[], NextVisitModel]) -> RankedRun:
+    """Fit ``make()`` on ``task`` and rank its validation and test queries."""
+    start = time.perf_counter()
+    model = make().fit(task)
+    return ranked(model, task, time.perf_counter() - start, epochs=len(model.history_))
+
+
 def recurrent_settings(config: RecurrentConfig) -> dict[str, Any]:
     """The cache settings of a PyTorch recurrent next-POI model."""
-    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
-    return {"kind": "recurrent-pytorch", "config": described}
+    return _model_settings("recurrent-pytorch", config)
 
 
 def store_recurrent(task: NextVisitTask, model: RecurrentNextVisitBase, fit_seconds: float) -> RankedRun:
@@ -79,17 +91,14 @@ def lstm_run(task: NextVisitTask, config: RecurrentConfig) -> RankedRun:
     def compute() -> RankedRun:
         from stlab.models.torch.nextvisit import RecurrentNextVisit  # torch only on a miss
 
-        start = time.perf_counter()
-        model = RecurrentNextVisit(config).fit(task)
-        return ranked(model, task, time.perf_counter() - start, epochs=len(model.history_))
+        return _fitted_run(task, lambda: RecurrentNextVisit(config))
 
     return cached_run(task, recurrent_settings(config), compute)
 
 
 def transformer_settings(config: TransformerConfig) -> dict[str, Any]:
     """The cache settings of a PyTorch space-time Transformer next-POI model."""
-    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
-    return {"kind": "transformer-pytorch", "config": described}
+    return _model_settings("transformer-pytorch", config)
 
 
 def store_transformer(task: NextVisitTask, model: NextVisitModel, config: TransformerConfig,
@@ -105,9 +114,7 @@ def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun
     def compute() -> RankedRun:
         from stlab.models.torch.attention import TransformerNextVisit  # torch only on a miss
 
-        start = time.perf_counter()
-        model = TransformerNextVisit(config).fit(task)
-        return ranked(model, task, time.perf_counter() - start, epochs=len(model.history_))
+        return _fitted_run(task, lambda: TransformerNextVisit(config))
 
     return cached_run(task, transformer_settings(config), compute)
 

@@ -42,13 +42,7 @@ from stlab.models.pretrained import (
 )
 from stlab.protocol import NextVisitQueries
 
-# SmolLM2-Instruct's chat template, so the tiny tokenizer formats prompts as the real one does.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
-    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from stlab.models.pretrained.loading import _CHAT_TEMPLATE as CHAT_TEMPLATE  # noqa: E402 -- SmolLM2-Instruct's
 VENUES = ["Starbucks Coffee", "Central Park", "Madison Square Garden", "Joe's Pizza", "Office",
           "Home", "Grand Central Terminal", "Gym", "Whole Foods Market", "Bar"]
 
