@@ -1,7 +1,8 @@
 """The reference models every later next-visit chapter compares with, trained once.
 
 Chapter 4's tuned baselines, chapter 7's LSTM and chapter 8's Transformer are the numbers to
-beat from chapter 8 on.
+beat from chapter 8 on; chapter 9 also reuses chapter 8's fitted Transformer itself
+(:func:`transformer_model`).
 Their chapters fit them and store what a comparison needs (:class:`stlab.runcache.RankedRun`:
 ranks of every validation and test query, fit seconds); later chapters read them back through
 :func:`baseline_runs` and :func:`lstm_run`, which fit and store them only when the cache has no
@@ -16,13 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stlab.baselines import BaselineGrid, TunedBaselines, tuned_baselines
 from stlab.models.attention.config import TransformerConfig
 from stlab.models.recurrent import RecurrentConfig, RecurrentNextVisitBase
 from stlab.protocol import NextVisitModel, NextVisitTask, query_ranks
-from stlab.runcache import RankedRun, cached_run, cached_runs, run_key, store_runs
+from stlab.runcache import RankedRun, cached_run, cached_runs, load_runs, load_weights, run_key, save_weights, store_runs
+
+if TYPE_CHECKING:
+    from stlab.models.torch.attention import TransformerNextVisit
 
 #: Settings fields that change where or how visibly a model trains, not what it computes.
 _NOT_IN_KEY = ("device", "progress")
@@ -101,12 +105,31 @@ def transformer_settings(config: TransformerConfig) -> dict[str, Any]:
     return _model_settings("transformer-pytorch", config)
 
 
-def store_transformer(task: NextVisitTask, model: NextVisitModel, config: TransformerConfig,
+def store_transformer(task: NextVisitTask, model: TransformerNextVisit, config: TransformerConfig,
                       fit_seconds: float) -> RankedRun:
-    """Store chapter 8's fitted Transformer for later chapters; returns its run."""
+    """Store chapter 8's fitted Transformer -- its run and its weights -- for later chapters;
+    returns its run."""
     run = ranked(model, task, fit_seconds, epochs=len(getattr(model, "history_", [])))
-    store_runs(task, transformer_settings(config), [run])
+    settings = transformer_settings(config)
+    store_runs(task, settings, [run])
+    # Native dtypes (some buffers are float64), so the model comes back exactly as it was.
+    save_weights(run_key(task, settings), {name: tensor.detach().cpu().numpy()
+                                           for name, tensor in model.net_.state_dict().items()})
     return run
+
+
+def transformer_model(task: NextVisitTask, config: TransformerConfig) -> tuple[TransformerNextVisit, RankedRun]:
+    """Chapter 8's fitted Transformer with ``config`` and its run: rebuilt from its stored
+    weights when the cache has a verified copy of both, else fitted now and stored."""
+    from stlab.models.torch.attention import TransformerNextVisit  # torch only when a model is wanted
+
+    key = run_key(task, transformer_settings(config))
+    runs, weights = load_runs(key), load_weights(key)
+    if runs is not None and weights is not None:
+        return TransformerNextVisit(config).import_weights(task, weights), runs[0]
+    start = time.perf_counter()
+    model = TransformerNextVisit(config).fit(task)
+    return model, store_transformer(task, model, config, time.perf_counter() - start)
 
 
 def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun:
@@ -120,4 +143,5 @@ def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun
 
 
 __all__ = ["baseline_runs", "baseline_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
-           "store_baselines", "store_recurrent", "store_transformer", "transformer_run", "transformer_settings"]
+           "store_baselines", "store_recurrent", "store_transformer", "transformer_model", "transformer_run",
+           "transformer_settings"]

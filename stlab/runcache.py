@@ -15,6 +15,8 @@ under a key that covers everything the numbers depend on:
 
 Files are ``<cache>/runs/<key>.npz`` (arrays only, read with ``allow_pickle=False``) and a JSON
 sidecar with the ``.npz`` file's sha256, both written through a temporary file and a rename.
+A model that a later chapter needs itself (not only its ranks) can also keep its weights
+(:func:`save_weights`, :func:`load_weights`: ``<key>.weights.npz``, the same safeguards).
 The checksum is verified on every use; a mismatch logs a warning and recomputes.
 
 Introduced in chapter 8 (Self-attention for the next visit).
@@ -173,5 +175,39 @@ def store_runs(task: NextVisitTask, settings: Mapping[str, Any], runs: Sequence[
     save_runs(run_key(task, settings), runs, root)
 
 
-__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "cached_runs", "code_fingerprint", "load_runs", "run_key",
-           "save_runs", "store_runs", "task_fingerprint"]
+def _weights_paths(key: str, root: Path) -> tuple[Path, Path]:
+    folder = root / "runs"
+    return folder / f"{key}.weights.npz", folder / f"{key}.weights.json"
+
+
+def save_weights(key: str, arrays: Mapping[str, np.ndarray], root: Path | None = None) -> None:
+    """Store a fitted model's weights (named arrays, e.g. a state dict as NumPy) under ``key``,
+    so that a later chapter can use the model itself, not only its ranks. Arrays only (no
+    pickle), with a sha256 sidecar; each file written atomically."""
+    data_path, meta_path = _weights_paths(key, root or cache_dir())
+    with atomic_path(data_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{name: np.asarray(value) for name, value in arrays.items()})
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps({"names": sorted(arrays), "sha256": file_digest(data_path)}, indent=1))
+
+
+def load_weights(key: str, root: Path | None = None) -> dict[str, np.ndarray] | None:
+    """The weights stored under ``key``, or ``None`` if absent or failing their checksum."""
+    data_path, meta_path = _weights_paths(key, root or cache_dir())
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if file_digest(data_path) != meta["sha256"]:
+            log.warning("cached weights %s fail their checksum; refitting", data_path.name)
+            return None
+        with np.load(data_path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in meta["names"]}
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("cached weights %s are unreadable (%s); refitting", data_path.name, err)
+        return None
+
+
+__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "cached_runs", "code_fingerprint", "load_runs", "load_weights",
+           "run_key", "save_runs", "save_weights", "store_runs", "task_fingerprint"]

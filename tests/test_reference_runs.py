@@ -68,3 +68,18 @@ def test_a_stored_transformer_comes_back_without_fitting(task):
     again = reference_runs.transformer_run(task, config)
     assert again.fit_seconds == 1.5 and again.name == stored.name
     np.testing.assert_array_equal(again.ranks["test"], query_ranks(model, task.queries("test")))
+
+
+def test_a_stored_transformer_model_comes_back_with_the_same_scores(task, monkeypatch):
+    from stlab.models.attention.config import TransformerConfig
+    from stlab.models.torch.attention import TransformerNextVisit
+
+    config = TransformerConfig(d_model=8, num_heads=2, num_layers=1, ffn_dim=16, num_epochs=1, progress=False, seed=3)
+    fitted, first = reference_runs.transformer_model(task, config)  # a miss: fitted and stored
+    monkeypatch.setattr(TransformerNextVisit, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    model, run = reference_runs.transformer_model(task, config)
+    queries = task.queries("test")
+    np.testing.assert_array_equal(model.score(queries), fitted.score(queries))  # bit for bit
+    np.testing.assert_array_equal(run.ranks["test"], first.ranks["test"])
+    with pytest.raises(ValueError, match="do not fit this model"):
+        TransformerNextVisit(config).import_weights(task, {"poi_embedding.weight": np.zeros((3, 8))})

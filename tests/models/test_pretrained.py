@@ -381,6 +381,37 @@ def test_enforce_offline_sets_the_switches_even_after_the_hub_was_imported(monke
     assert "huggingface_hub.constants" in sys.modules
 
 
+def test_converted_language_model_reloads_bit_for_bit_and_is_verified_on_every_use(tmp_path):
+    from stlab.models.pretrained.loading import CONVERTED_MANIFEST, _load_converted, _store_converted, _verified_files
+
+    tokenizer, model = pretrained.tiny_causal_lm(seed=2)
+    folder = tmp_path / "converted"
+    _store_converted(tokenizer, model, folder)
+    assert _verified_files(folder)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    tokenizer2, model2 = _load_converted(folder)
+    text = "Places the user visited recently: Coffee Park, Monday 08:15"
+    ids, ids2 = tokenizer(text, return_tensors="pt").input_ids, tokenizer2(text, return_tensors="pt").input_ids
+    assert torch.equal(ids, ids2)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(ids).logits, model2.eval()(ids2).logits)
+    # the output layer is still the input embedding (tied), not a copy
+    assert model2.lm_head.weight.data_ptr() == model2.model.embed_tokens.weight.data_ptr()
+
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert not _verified_files(folder)  # one flipped byte
+    _store_converted(tokenizer, model, folder)  # rewritten in place of the damaged copy
+    assert _verified_files(folder)
+    (folder / "extra.bin").write_bytes(b"x")
+    assert not _verified_files(folder)  # a file the manifest does not list
+    (folder / "extra.bin").unlink()
+    (folder / CONVERTED_MANIFEST).write_text("{not json")
+    assert not _verified_files(folder)
+
+
 # --------------------------------------------------------------------------- the real models
 
 @pytest.mark.skipif(os.environ.get("STLAB_REAL_MODELS") != "1",
@@ -393,6 +424,11 @@ def test_real_models_embed_and_score_sensibly():
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
     tokenizer, model = pretrained.causal_lm()
+    fresh_tokenizer, fresh_model = pretrained.causal_lm.__wrapped__("cpu", use_cache=False)  # from the GGUF file
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    assert torch.equal(ids, fresh_tokenizer("The capital of France is", return_tensors="pt").input_ids)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, fresh_model(ids).logits)
     assert not model.training and next(model.parameters()).dtype == torch.float32
     scores = score_candidates("The capital of France is", ["Paris", "a purple bicycle"],
                               tokenizer=tokenizer, model=model)

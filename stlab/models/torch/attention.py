@@ -13,7 +13,7 @@ Introduced in chapter 8 (Attention and Transformers for the next visit).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Self
 
 import numpy as np
@@ -494,6 +494,29 @@ class TransformerNextVisit(TransformerNextVisitBase):
             return torch.ones_like(state[:, :1]) if gate is None else torch.softmax(gate.float(), dim=-1)
 
         return self._evaluate(queries, compute, (len(self.config.components),))
+
+    def import_weights(self, task: NextVisitTask, weights: Mapping[str, np.ndarray]) -> Self:
+        """Build the network for ``task`` and set every weight and buffer from ``weights``, named
+        as in the state dict (:meth:`export_weights`, or a stored copy); values take each tensor's
+        own dtype. ``history_`` is not restored.
+
+        Raises:
+            ValueError: names or shapes do not match this configuration and task.
+        """
+        self._build(task)
+        targets = self.net_.state_dict()
+        missing, unexpected = set(targets) - set(weights), set(weights) - set(targets)
+        if missing or unexpected:
+            raise ValueError(f"weights do not fit this model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        state = {}
+        for name, target in targets.items():
+            value = np.asarray(weights[name])
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"{name}: shape {tuple(value.shape)} does not fit {tuple(target.shape)}")
+            state[name] = torch.from_numpy(value.copy()).to(dtype=target.dtype)
+        self.net_.load_state_dict(state, strict=True)
+        self.net_.eval()
+        return self
 
     def export_weights(self) -> dict[str, np.ndarray]:
         """The trained weights as float32 NumPy arrays named as in the PyTorch state dict (a
