@@ -95,15 +95,17 @@ class OnlineCountModel(NextVisitModel):
 
     Fitted on a task's training events it scores exactly as
     :class:`~stlab.baselines.UserMarkovBlend` with the same settings. What it adds is
-    :meth:`learn`: new check-ins are added to the counts, so after learning events ``E`` it is the
-    model :meth:`fit` would give on the training events plus ``E`` -- exactly, since counts add --
-    at the cost of the new events only. It also keeps visits per local hour, for
+    :meth:`learn`: new check-ins are added to the counts, so after learning events ``E`` (later
+    than training, in time order) it is the model :meth:`fit` would give on the training events
+    plus ``E`` -- exactly, since counts add -- at the cost of the new events only. It also keeps visits per local hour, for
     :meth:`hour_popularity` (the cold-start answer of :mod:`stlab.serve`).
 
-    Moves are counted in time order: within each call after sorting by user and time, and across
-    calls from the user's last learned check-in to their first new one. A check-in that arrives
-    late (older than the user's last learned one) counts as a visit, but no move is inferred
-    across calls into it.
+    Check-ins are learned as a stream, in the order given. One that is not older than the user's
+    latest learned check-in extends their trail: a move from that one to it. One that arrives
+    late (older) counts as a visit, but no move is spliced into the trail already counted. So
+    learning a batch is learning its check-ins one at a time, and replaying a log in arrival order
+    rebuilds the model exactly. A task's events are sorted by user and time, so :meth:`fit`
+    counts every consecutive pair, as chapter 4's Markov chain does.
 
     Args:
         weight: the user model's share, in [0, 1].
@@ -269,7 +271,7 @@ class OnlineCountModel(NextVisitModel):
 
         Args:
             events: encoded check-ins with integer ``user``, ``poi``, ``time`` (seconds) and local
-                ``hour`` columns, in any order (they are sorted by user, then time).
+                ``hour`` columns, in the order they arrived.
 
         Raises:
             ValueError: a column is missing, or a user or POI index is outside the model (make
@@ -288,29 +290,37 @@ class OnlineCountModel(NextVisitModel):
                                  f"call .grow(num_users, num_pois) before learning new users or POIs")
         if hour.min() < 0 or hour.max() > 23:
             raise ValueError(f"hour must be a local hour 0..23, got [{hour.min()}, {hour.max()}]")
-        order = np.lexsort((when, user))  # by user, then time; stable, so equal times keep their order
-        user, poi, when, hour = user[order], poi[order], when[order], hour[order]
         self._pending_visits.append((user, poi))
         np.add.at(self.popularity_, poi, 1.0)
         np.add.at(self.hour_counts_, (hour, poi), 1.0)
 
-        same_user = user[1:] == user[:-1]
-        first = np.concatenate([[True], ~same_user])  # each user's first new check-in
-        last = np.concatenate([~same_user, [True]])  # and their last
-        inside = same_user & self._close(when[1:] - when[:-1])
-        # The move into each user's first new check-in starts at their last learned one -- only
-        # forward in time: a late check-in cannot be spliced into moves already counted.
-        prev_poi, prev_time = self.last_poi_[user[first]], self.last_time_[user[first]]
-        link = (prev_poi >= 0) & (when[first] >= prev_time)
-        link[link] &= self._close(when[first][link] - prev_time[link])
-        source = np.concatenate([poi[:-1][inside], prev_poi[link]])
-        dest = np.concatenate([poi[1:][inside], poi[first][link]])
-        self._pending_moves.append((source, dest))
-        np.add.at(self.out_degree_, source, 1.0)
-
-        newer = when[last] >= self.last_time_[user[last]]
-        self.last_poi_[user[last][newer]] = poi[last][newer]
-        self.last_time_[user[last][newer]] = when[last][newer]
+        # Each user's check-ins, in the order given.
+        order = np.argsort(user, kind="stable")
+        user, poi, when = user[order], poi[order], when[order]
+        first = np.concatenate([[True], user[1:] != user[:-1]])
+        # A check-in is in order when it is not older than any the user had before it (learned
+        # earlier, or earlier in this call); the in-order ones form the user's trail.
+        latest_before = self.last_time_[user].copy()
+        # Latest so far, per user (one check-in -- a live service's usual call -- needs no groupby).
+        running = when if len(when) == 1 else pd.Series(when).groupby(user).cummax().to_numpy()
+        later = ~first
+        latest_before[later] = np.maximum(latest_before[later], running[:-1][later[1:]])
+        trail = np.flatnonzero(when >= latest_before)
+        t_user, t_poi, t_when = user[trail], poi[trail], when[trail]
+        t_first, t_last = np.ones(len(trail), dtype=bool), np.ones(len(trail), dtype=bool)
+        t_first[1:] = t_last[:-1] = t_user[1:] != t_user[:-1]  # a user's first and last on the trail
+        # A move into each trail check-in from the one before it -- for the first, the user's
+        # last learned check-in (none for a new user).
+        source = np.empty(len(trail), dtype=np.int64)
+        source_time = np.empty(len(trail), dtype=np.int64)
+        source[1:], source_time[1:] = t_poi[:-1], t_when[:-1]
+        source[t_first], source_time[t_first] = self.last_poi_[t_user[t_first]], self.last_time_[t_user[t_first]]
+        move = source >= 0
+        move[move] &= self._close(t_when[move] - source_time[move])
+        self._pending_moves.append((source[move], t_poi[move]))
+        np.add.at(self.out_degree_, source[move], 1.0)
+        self.last_poi_[t_user[t_last]] = t_poi[t_last]
+        self.last_time_[t_user[t_last]] = t_when[t_last]
         self.num_events_ += len(user)
         return self
 

@@ -72,33 +72,45 @@ def test_fitted_on_training_it_scores_as_the_blend_of_chapter_4(task, part):
 @pytest.mark.parametrize("max_gap_hours", [None, 6.0])
 def test_learning_day_by_day_equals_fitting_on_all_of_it(task, max_gap_hours):
     incremental = OnlineCountModel(max_gap_hours=max_gap_hours).fit(task)
-    rng = np.random.default_rng(0)
     for day in later_events_by_day(task):
-        incremental.learn(day.iloc[rng.permutation(len(day))])  # the order within a call does not matter
+        incremental.learn(day)
     scratch = OnlineCountModel(max_gap_hours=max_gap_hours).fit(training_until(task, EVERYTHING))
     assert_same_counts(incremental, scratch)
     queries = task.queries("test")
     np.testing.assert_array_equal(incremental.score(queries), scratch.score(queries))
 
 
-def test_one_event_at_a_time_equals_one_batch(task):
+@pytest.mark.parametrize("arrival", ["by time", "shuffled"])
+def test_one_event_at_a_time_equals_one_batch(task, arrival):
+    """Learning is a stream: batches do not matter, only the order, even with late check-ins."""
     later = task.events[task.events["part"] > 0].sort_values("time", kind="stable")
-    one_by_one = OnlineCountModel().fit(task)
+    if arrival == "shuffled":  # many check-ins now arrive after later ones of their user
+        later = later.iloc[np.random.default_rng(0).permutation(len(later))]
+    one_by_one = OnlineCountModel(max_gap_hours=24).fit(task)
     for i in range(len(later)):
         one_by_one.learn(later.iloc[[i]])
-    assert_same_counts(one_by_one, OnlineCountModel().fit(task).learn(later))
+    assert_same_counts(one_by_one, OnlineCountModel(max_gap_hours=24).fit(task).learn(later))
+    in_two = OnlineCountModel(max_gap_hours=24).fit(task).learn(later.iloc[:50]).learn(later.iloc[50:])
+    assert_same_counts(one_by_one, in_two)
+    if arrival == "by time":  # every check-in in order: the same counts as a refit
+        assert_same_counts(one_by_one, OnlineCountModel(max_gap_hours=24).fit(training_until(task, EVERYTHING)))
 
 
 def test_a_late_event_counts_as_a_visit_but_not_as_a_move(task):
     model = OnlineCountModel().fit(task)
     user = int(task.train["user"].iloc[0])
-    last_time = int(model.last_time_[user])
-    moves_before = model.transition_counts.sum()
-    late = pd.DataFrame({"user": [user], "poi": [3], "time": [last_time - 3600], "hour": [5]})
-    model.learn(late)
-    assert model.transition_counts.sum() == moves_before
-    assert model.last_time_[user] == last_time  # the latest check-in is still the last one
-    assert model.num_events_ == len(task.train) + 1
+    last_poi, last_time = int(model.last_poi_[user]), int(model.last_time_[user])
+    moves_before = model.transition_counts
+    events = pd.DataFrame({"user": user, "poi": [3, 4, 5], "hour": 5,
+                           "time": [last_time + 60, last_time - 3600, last_time + 120]})  # the second is late
+    model.learn(events)
+    added = (model.transition_counts - moves_before).toarray()
+    expected = np.zeros_like(added)
+    expected[last_poi, 3] += 1
+    expected[3, 5] += 1  # the trail skips the late check-in
+    np.testing.assert_array_equal(added, expected)
+    assert (model.last_poi_[user], model.last_time_[user]) == (5, last_time + 120)
+    assert model.user_poi_counts[user, 4] >= 1 and model.num_events_ == len(task.train) + 3
 
 
 def test_growing_makes_room_for_new_users_and_pois(task):
