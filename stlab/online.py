@@ -97,8 +97,9 @@ class OnlineCountModel(NextVisitModel):
     :class:`~stlab.baselines.UserMarkovBlend` with the same settings. What it adds is
     :meth:`learn`: new check-ins are added to the counts, so after learning events ``E`` (later
     than training, in time order) it is the model :meth:`fit` would give on the training events
-    plus ``E`` -- exactly, since counts add -- at the cost of the new events only. It also keeps visits per local hour, for
-    :meth:`hour_popularity` (the cold-start answer of :mod:`stlab.serve`).
+    plus ``E`` -- exactly, since counts add -- at the cost of the new events only. It also keeps
+    visits per local hour, for :meth:`hour_popularity` (the cold-start answer of
+    :mod:`stlab.serve`).
 
     Check-ins are learned as a stream, in the order given. One that is not older than the user's
     latest learned check-in extends their trail: a move from that one to it. One that arrives
