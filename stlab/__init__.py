@@ -17,6 +17,10 @@ Subpackages and modules, in the order the book introduces them:
   later chapters (chapters 4, 7-9).
 * :mod:`stlab.graphs` -- graphs from behaviour logs and the normalised adjacency (chapter 10).
 * :mod:`stlab.graph_forecasting` -- the spatio-temporal forecasting protocol (chapter 11).
+* :mod:`stlab.policy` -- patterns mined from logs, top-k lists in context, re-ranking for
+  diversity, beyond-accuracy measures and crowding-aware guidance (chapter 13).
+* :mod:`stlab.abtest`, :mod:`stlab.online`, :mod:`stlab.serve` -- A/B tests and off-policy
+  estimates, prequential online updating, and a recommendation service (chapter 14).
 """
 
 __version__ = "0.1.0"
