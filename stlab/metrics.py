@@ -87,14 +87,26 @@ def ranking_metrics(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int] =
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """``[num_queries, k]`` indices of the ``k`` best candidates, best first (ties: lower index)."""
+    """``[num_queries, k]`` indices of the ``k`` best candidates, best first (ties: lower index).
+
+    The same as ``np.argsort(-scores, axis=1, kind="stable")[:, :k]``, in O(P + k log k) per
+    row instead of O(P log P).
+    """
     scores = np.asarray(scores)
     k = min(k, scores.shape[1])
-    # argpartition then a sort of only k columns: O(P + k log k) per row instead of O(P log P).
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
-        np.arange(scores.shape[1]), (len(scores), 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
+    if k >= scores.shape[1]:
+        return np.argsort(np.where(np.isnan(scores), np.inf, -scores) if scores.dtype.kind == "f" else -scores,
+                          axis=1, kind="stable")
+    # The k-th best value of each row; every strictly better candidate is in, and ties with it
+    # are taken lowest index first (argpartition alone would pick among ties arbitrarily).
+    negated = np.where(np.isnan(scores), np.inf, -scores) if scores.dtype.kind == "f" else -scores  # NaN ranks last
+    kth = np.partition(negated, k - 1, axis=1)[:, k - 1 : k]  # [Q, 1]
+    better = negated < kth  # [Q, P]
+    tied = negated == kth
+    room = k - better.sum(axis=1, keepdims=True)  # [Q, 1] places left for tied candidates
+    chosen = better | (tied & (np.cumsum(tied, axis=1) <= room))
+    part = np.nonzero(chosen)[1].reshape(len(scores), k)  # ascending index within each row
+    order = np.lexsort((part, np.take_along_axis(negated, part, axis=1)), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
 

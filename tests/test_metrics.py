@@ -215,3 +215,13 @@ def test_bootstrap_interval_covers_the_mean_at_its_level():
     assert mean == low == high == 3.0
     with pytest.raises(ValueError):
         bootstrap_interval(np.array([]))
+
+
+def test_top_k_breaks_ties_by_lower_index_like_a_stable_sort():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(200, 40)).astype(float)  # many ties at every boundary
+    scores[5, 7] = np.nan  # NaN ranks last
+    expected = np.argsort(np.where(np.isnan(scores), np.inf, -scores), axis=1, kind="stable")
+    for k in (1, 3, 10, 39, 40, 60):
+        np.testing.assert_array_equal(top_k(scores, k), expected[:, :min(k, 40)])
+    np.testing.assert_array_equal(top_k(np.array([[1.0] + [0.5] * 30]), 5), [[0, 1, 2, 3, 4]])
