@@ -24,14 +24,15 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install book test rerun data clean bench
+.PHONY: help install book test rerun data clean bench serve
 
 help:
 	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
 	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
-	@echo "make bench     time the book build, each chapter, the tests, rolling-origin SARIMA, recurrent and graph training"
+	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service"
+	@echo "make serve     run the recommendation service on 127.0.0.1:8000 (SERVE_ARGS=\"--data synthetic\")"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -74,6 +75,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_recurrent.py
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_graphs.py
+	$(PY) benchmarks/bench_serve.py
+
+serve: $(STAMP)
+	$(PY) -m stlab.serve $(SERVE_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -3,7 +3,7 @@
 Examples (from the repository root)::
 
     python -m stlab.serve --data synthetic --smoke --db events.sqlite --port 8000
-    python -m stlab.serve --data gowalla-nyc --timezone America/New_York --save-state nyc.npz
+    python -m stlab.serve --data gowalla-nyc --save-state nyc.npz
     python -m stlab.serve --model-state nyc.npz --db nyc-events.sqlite
 
 Then ``POST /recommend``, ``POST /events``, ``GET /health``; the API is documented at ``/docs``.
@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="'synthetic', a registered check-in data set (gowalla-nyc, foursquare-nyc, ...) or the "
                              "path of a check-in file (CSV, TSV or Parquet)")
     source.add_argument("--smoke", action="store_true", help="the small synthetic city: starts in about a second")
-    source.add_argument("--timezone", help="the city's IANA zone (required for all data but 'synthetic')")
+    source.add_argument("--timezone", help="the city's IANA zone (default: the registered city's; required for a file)")
     source.add_argument("--bbox", type=_bbox, help="the city's box lon_min,lat_min,lon_max,lat_max for cleaning")
     source.add_argument("--min-checkins", type=int, help="k-core threshold for users and POIs (default 3 smoke, 5 else)")
     source.add_argument("--seed", type=int, default=0, help="seed of the synthetic city and of the distance fit")

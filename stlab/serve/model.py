@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from stlab.baselines import DistancePopularity
+from stlab.chapters import chapter_checkins
 from stlab.cleaning import CleaningConfig, clean_checkins
-from stlab.data import CHECKIN_DATASETS, BBox, WorldConfig, cached_world, load_checkins
+from stlab.data import BBox, WorldConfig, cached_world
 from stlab.data.fetch import atomic_path, file_digest
 from stlab.features import haversine_km
 from stlab.online import OnlineCountModel, training_until
@@ -462,13 +463,15 @@ def load_service_data(data: str = "synthetic", *, smoke: bool = False, seed: int
     a check-in file.
 
     Args:
-        timezone: the city's IANA zone; needed for every data set but the synthetic city (whose
-            zone is its own), since the service turns times into local hours.
-        bbox: the city's box, for the cleaning rule that drops far-away check-ins.
+        timezone: the city's IANA zone (the service ranks by local hour); default: the registered
+            city's zone; a file of yours must name it.
+        bbox: the city's box, for the cleaning rule that drops far-away check-ins; default: the
+            registered city's box, or inferred from a file's check-ins
+            (:func:`stlab.chapters.chapter_checkins`).
         min_checkins: k-core threshold (default 3 in smoke runs, else 5).
 
     Raises:
-        ValueError: no ``timezone`` for a data set that needs one.
+        ValueError: an unknown data set, or a file without a ``timezone``.
     """
     threshold = min_checkins if min_checkins is not None else (3 if smoke else 5)
     if data == "synthetic":
@@ -476,14 +479,9 @@ def load_service_data(data: str = "synthetic", *, smoke: bool = False, seed: int
         label = f"synthetic city (seed {seed}{', smoke size' if smoke else ''})"
         return ServiceData(cached_world(config).checkins, timezone or config.timezone, bbox or config.bbox,
                            threshold, label)
-    if timezone is None:
-        raise ValueError(f"name the time zone of {data!r}'s city (the service ranks by local hour), for example "
-                         f"--timezone America/New_York for gowalla-nyc or foursquare-nyc, Asia/Tokyo for "
-                         f"foursquare-tky")
-    if data not in CHECKIN_DATASETS and not Path(data).is_file():
-        raise ValueError(f"unknown data {data!r}: neither one of {list(CHECKIN_DATASETS)} nor an existing file")
-    options = {"timezone": timezone} if data not in CHECKIN_DATASETS else {}
-    return ServiceData(load_checkins(data, seed=seed, **options), timezone, bbox, threshold, data)
+    # Registered cities know their zone and box; a file of yours must name its zone.
+    city = chapter_checkins(data, seed=seed, smoke=smoke, timezone=timezone, bbox=bbox)
+    return ServiceData(city.checkins, city.timezone, city.bbox, threshold, city.dataset)
 
 
 def build_recommender(data: ServiceData, config: ServeConfig = ServeConfig()) -> Recommender:

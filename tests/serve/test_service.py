@@ -259,8 +259,12 @@ def test_a_saved_state_serves_the_same_answers(base, tmp_path):
 
 
 def test_the_command_line_explains_what_is_missing(tmp_path, capsys):
-    assert main(["--data", "gowalla-nyc", "--db", str(tmp_path / "e.sqlite")]) == 2
-    assert "--timezone America/New_York" in capsys.readouterr().err
+    checkins = tmp_path / "mine.csv"
+    checkins.write_text("user_id,poi_id,timestamp,lat,lon\n1,10,2024-05-06 08:15:00,48.85,2.35\n")
+    assert main(["--data", str(checkins), "--db", str(tmp_path / "e.sqlite")]) == 2
+    assert "name the time zone" in capsys.readouterr().err  # a file's zone cannot be guessed
+    assert main(["--data", "no-such-data", "--db", str(tmp_path / "e.sqlite")]) == 2
+    assert "unknown check-in data set" in capsys.readouterr().err
 
 
 def test_a_service_in_this_process_serves_concurrent_posts(tmp_path):
