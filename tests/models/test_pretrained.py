@@ -224,6 +224,15 @@ def test_llm_rerank_scores_each_query_prompt_and_mixes(tiny_tokenizer, tiny_llam
     with pytest.raises(ValueError, match="POI indices"):
         llm_rerank(queries, candidates + 1, poi_names=VENUES, timezone="UTC", tokenizer=tiny_tokenizer,
                    model=tiny_llama, progress=False)
+    # A venue without a name is shown and scored as UNNAMED_PLACE, never as an empty string.
+    from stlab.models.pretrained.rerank import UNNAMED_PLACE
+
+    blank = [*VENUES[:1], "  ", *VENUES[2:]]
+    unnamed = llm_rerank(queries, candidates, poi_names=blank, timezone="America/New_York",
+                         tokenizer=tiny_tokenizer, model=tiny_llama, progress=False)
+    described = llm_rerank(queries, candidates, poi_names=[*VENUES[:1], UNNAMED_PLACE, *VENUES[2:]],
+                           timezone="America/New_York", tokenizer=tiny_tokenizer, model=tiny_llama, progress=False)
+    np.testing.assert_array_equal(unnamed.llm, described.llm)
 
 
 def test_mix_scores_is_a_weighted_sum_of_row_log_softmaxes():

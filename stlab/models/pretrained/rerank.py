@@ -35,10 +35,17 @@ SYSTEM_PROMPT = ("You predict where a person will check in next, from the places
 #: Opens the answer, so each candidate is scored as the words that complete this sentence. It
 #: ends without a space: the candidates are tokenised with a leading one.
 ANSWER_LEAD = "The next place the user visits is"
+#: What the prompt calls a venue whose name is unknown (a fifth of Gowalla's NYC venues): scoring
+#: an empty name would score a lone space, which says nothing about the place.
+UNNAMED_PLACE = "a place without a name"
 
 
 def _when(moment: datetime) -> str:
     return f"{DAY_NAMES[moment.weekday()]} {moment:%H:%M}"
+
+
+def _label(name: str) -> str:
+    return name.strip() or UNNAMED_PLACE
 
 
 def _has_chat_template(tokenizer: PreTrainedTokenizerBase | None) -> bool:
@@ -136,7 +143,8 @@ def llm_rerank(queries: NextVisitQueries, candidates: np.ndarray, *, poi_names: 
     Args:
         queries: ``Q`` queries (:meth:`stlab.protocol.NextVisitTask.queries`).
         candidates: ``[Q, K]`` POI indices, e.g. the top 20 of a candidate generator.
-        poi_names: venue name of each POI index (``[P]``).
+        poi_names: venue name of each POI index (``[P]``); an empty name is shown as
+            :data:`UNNAMED_PLACE`.
         timezone: the city's zone, for the local day and time of visits.
         tokenizer, model: default SmolLM2 (:func:`~stlab.models.pretrained.causal_lm`).
         generator_scores: ``[Q, K]`` the generator's scores of the candidates (log scale), mixed
@@ -172,8 +180,8 @@ def llm_rerank(queries: NextVisitQueries, candidates: np.ndarray, *, poi_names: 
     for q in tqdm(range(len(queries)), desc="LLM rerank", unit="query", disable=not progress):
         pois, times = queries.history_poi[q], queries.history_time[q]
         valid = np.flatnonzero(pois >= 0)[-history_window:] if history_window else np.array([], dtype=int)
-        history = [(poi_names[pois[i]], datetime.fromtimestamp(int(times[i]), tz=zone)) for i in valid]
-        names = [poi_names[p] for p in candidates[q]]
+        history = [(_label(poi_names[pois[i]]), datetime.fromtimestamp(int(times[i]), tz=zone)) for i in valid]
+        names = [_label(poi_names[p]) for p in candidates[q]]
         prompt = rerank_prompt(history, datetime.fromtimestamp(int(queries.time[q]), tz=zone), names,
                                tokenizer=tokenizer)
         result = candidate_log_likelihoods(prompt, names, tokenizer=tokenizer, model=model,
