@@ -169,9 +169,11 @@ def test_ab_interval_covers_the_true_uplift(city):
         runs = repeat_ab_test(*args, ABTestConfig(unit=unit, seed=100), num_repetitions=400)
         assert runs["true_uplift"].nunique() == 1 and runs["true_uplift"].iloc[0] > 0
         rates[unit] = runs["covers_truth"].mean()
-        # With 400 repetitions the coverage estimate has a binomial standard error of about
-        # sqrt(0.95 * 0.05 / 400) = 0.011; 0.93 leaves about two of them below the nominal 0.95.
-        assert rates[unit] >= 0.93, (unit, rates[unit])
+        # The default analysis (per user) must reach the nominal 95 % on these seeded repetitions.
+        # The per-query analysis, whose variance comes from the delta method over only ~30 users,
+        # is held to 0.93: with 400 repetitions the coverage estimate has a binomial standard
+        # error of about sqrt(0.95 * 0.05 / 400) = 0.011, so 0.93 is two of them below 0.95.
+        assert rates[unit] >= (0.95 if unit == ABTestConfig().unit else 0.93), (unit, rates[unit])
         mean_estimate = runs["uplift"].mean()
         assert abs(mean_estimate - runs["true_uplift"].iloc[0]) < 4 * runs["uplift"].std() / np.sqrt(len(runs))
     # Treating a user's queries as independent understates the variance: the interval is too narrow.
