@@ -262,15 +262,6 @@ def llm_worker(device: str, candidates_path: str, compare_queries: int) -> dict[
                        "CUDA peak MiB": cuda_peak_mib(device)}}
 
 
-def markdown(rows: list[dict[str, object]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = ["--" if v is None else f"{v:,.1f}" if isinstance(v, float) and abs(v) >= 10
-                 else f"{v:.4g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
-                 for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def version(*distributions: str) -> str:
@@ -329,6 +320,8 @@ def run_worker(args: argparse.Namespace, worker: str, extra: list[str], backend:
 
 
 def main() -> int:
+    from stlab.reporting import markdown_table, write_report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the PyTorch models and the language model)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs per model; the last is reported")
@@ -387,11 +380,11 @@ def main() -> int:
         f"--epochs {args.epochs} --llm-queries {args.llm_queries}"
         + (f" --threads {args.threads}" if args.threads else "") + "`.",
         f"## Training, one epoch (the last of {args.epochs}; validation excluded)\n\n"
-        + markdown([results[k]["train"] for k in keys]),
+        + markdown_table([results[k]["train"] for k in keys]),
         f"## Full-ranking inference (all {data['POIs']:,} POIs per query)\n\n"
         f"`score` on one test query at a time (p50, p99 and mean over the queries, after 10 warm-up calls), "
         f"and all {data['test queries']:,} test queries in calls of {BATCHED_CALL:,}.\n\n"
-        + markdown([results[k]["latency"] for k in keys]),
+        + markdown_table([results[k]["latency"] for k in keys]),
     ]
     if llm:
         variants = llm["variants"]
@@ -403,22 +396,21 @@ def main() -> int:
         sections.append(
             f"## Re-ranking with SmolLM2-135M-Instruct ({CANDIDATES} candidates: the PyTorch Transformer's top "
             f"{CANDIDATES})\n\n"
-            + markdown([{"load s": llm["load s"], "queries": llm["queries"], "s / query": llm["per query s"],
+            + markdown_table([{"load s": llm["load s"], "queries": llm["queries"], "s / query": llm["per query s"],
                          "ms / candidate": 1000 * llm["per query s"] / CANDIDATES,
                          "prompt tokens (mean)": llm["prompt tokens"],
                          "candidate tokens (mean)": llm["candidate tokens"]}])
             + f"\n\nScoring the candidates with and without the shared prompt, on {llm['compared queries']} of "
             f"those queries (largest difference of a candidate's log-likelihood: {llm['max |full - shared|']:.1e}):"
-            f"\n\n" + markdown(comparison))
+            f"\n\n" + markdown_table(comparison))
     sections.append("## Peak memory of each process\n\n"
                     "`ru_maxrss` once the task was built, "
                     + ("once the language model was loaded " if llm else "") + "and at the end of the process"
                     + ("; `torch.cuda.max_memory_allocated` on the GPU" if gpu else "")
-                    + ".\n\n" + markdown(memory))
+                    + ".\n\n" + markdown_table(memory))
     text = "\n\n".join(sections)
     print(text)
 
-    from stlab.reporting import write_report
 
     name = "attention.md" if args.device == "cpu" else f"attention-{args.device}.md"
     write_report(ROOT / "benchmarks" / "results" / name, text + "\n")

@@ -104,14 +104,6 @@ def time_cells(device_name: str, repeats: int = 20) -> list[dict[str, object]]:
     return rows
 
 
-def markdown(rows: list[dict[str, object]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{v:,.1f}" if isinstance(v, float) and abs(v) >= 10 else f"{v:.4g}" if isinstance(v, float)
-                 else f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def machine(device: str) -> str:
@@ -148,15 +140,15 @@ def main() -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     cells = time_cells(args.device)
 
-    from stlab.reporting import write_report
+    from stlab.reporting import markdown_table, write_report
 
     text = "\n\n".join([
         "# Recurrent models: training speed",
         f"Machine: {machine(args.device)}. Device: {args.device}. Command: "
         f"`python benchmarks/bench_recurrent.py --device {args.device} --epochs {args.epochs}`.",
         "## Next-POI model, one training epoch (the last of "
-        f"{args.epochs}; validation excluded)\n\n" + markdown(rows),
-        "## LSTM layer, forward + backward per batch\n\n" + markdown(cells),
+        f"{args.epochs}; validation excluded)\n\n" + markdown_table(rows),
+        "## LSTM layer, forward + backward per batch\n\n" + markdown_table(cells),
     ])
     print(text)
     name = "recurrent.md" if args.device == "cpu" else f"recurrent-{args.device}.md"

@@ -187,14 +187,6 @@ def crash_under_load(service: Any, cat: Catalogue, *, kill_after: int, concurren
             "restart to healthy s": restart_seconds}
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{v:,.1f}" if isinstance(v, float) and abs(v) >= 10 else f"{v:.3g}" if isinstance(v, float)
-                 else f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -222,7 +214,7 @@ def main() -> int:
     if min(args.requests, args.concurrency, args.kill_events) < 1 or args.seconds <= 0:
         parser.error("--requests, --concurrency, --kill-events and --seconds must be positive")
 
-    from stlab.reporting import write_report
+    from stlab.reporting import markdown_table, write_report
     from stlab.serve import run_in_background
 
     load_before = os.getloadavg()[0]
@@ -261,9 +253,9 @@ def main() -> int:
         f"after. Command: `python benchmarks/bench_serve.py --data {args.data}" + (" --smoke" if args.smoke else "")
         + (f" --timezone {args.timezone}" if args.timezone else "") + f" --requests {args.requests} --seconds "
         f"{args.seconds:g} --concurrency {args.concurrency} --kill-events {args.kill_events}`.",
-        "## Load (round trip measured by the client)\n\n" + markdown(rows),
+        "## Load (round trip measured by the client)\n\n" + markdown_table(rows, significant=3),
         f"## kill -9 under load ({args.concurrency} threads posting single check-ins; SIGKILL after "
-        f"{args.kill_events} acknowledged; restart on the same log)\n\n" + markdown([crash]),
+        f"{args.kill_events} acknowledged; restart on the same log)\n\n" + markdown_table([crash], significant=3),
     ])
     print(text)
     write_report(ROOT / "benchmarks" / "results" / "serve.md", text + "\n")

@@ -46,6 +46,20 @@ def provenance(data: pd.DataFrame | None = None, *, dataset: str = "", seed: int
     return pd.Series(info, name="provenance")
 
 
+def markdown_table(rows: list[dict[str, object]], *, significant: int = 4) -> str:
+    """A Markdown table of ``rows`` (dicts with the same keys, the columns): floats of 10 and
+    more with one decimal and thousands separators, smaller ones to ``significant`` digits,
+    ints with separators, ``None`` as ``--``."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["--" if v is None else f"{v:,.1f}" if isinstance(v, float) and abs(v) >= 10
+                 else f"{v:.{significant}g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+                 for v in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(path: str | Path, text: str) -> Path:
     """Write a results file atomically (a temporary file, then a rename), creating its folder."""
     from stlab.data.fetch import atomic_path
