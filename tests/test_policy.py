@@ -21,8 +21,8 @@ from stlab.policy import (CategorySimilarity, CrowdingPenalty, DaySlots, DemandM
                           calibrated_rerank, category_distribution, coverage, density_grid, exposure_gini,
                           frequent_transitions, gini, guidance_curve, guided_top_k, hotspots, intra_list_diversity,
                           list_accuracy, list_metrics, load_after, masked_top_k, miscalibration, mmr_rerank, novelty,
-                          query_origin, slot_activity, slot_demand, slot_totals, top_k_nearby, user_clusters,
-                          user_profiles, within_distance)
+                          place_distances, query_origin, slot_activity, slot_demand, slot_totals, top_k_nearby,
+                          user_clusters, user_profiles, within_distance)
 from stlab.protocol import build_task
 from stlab.splits import temporal_split
 
@@ -281,6 +281,11 @@ def test_top_k_nearby_budget_fill_policies_and_hard_limits():
         want = _brute_masked(scores, near & open_now, 6, fallback, open_now, fill != "none")
         np.testing.assert_array_equal(got, want)
         assert open_now[np.arange(3)[:, None], np.maximum(got, 0)][got >= 0].all()  # closed places never shown
+        given = top_k_nearby(scores, 6, distances=place_distances(origin_lat, origin_lon, poi_lat, poi_lon),
+                             max_km=2.5, allowed=open_now, fill=fill)  # distances computed once elsewhere
+        np.testing.assert_array_equal(given, got)
+    with pytest.raises(ValueError, match="or the distances"):
+        top_k_nearby(scores, 3, origin_lat=origin_lat, max_km=1.0)
     with pytest.raises(ValueError, match="fill must be"):
         top_k_nearby(scores, 3, origin_lat=origin_lat, origin_lon=origin_lon, poi_lat=poi_lat, poi_lon=poi_lon,
                      max_km=1.0, fill="far")

@@ -248,10 +248,14 @@ def within_distance(origin_lat: np.ndarray, origin_lon: np.ndarray, poi_lat: np.
                     max_km: float | np.ndarray) -> np.ndarray:
     """``[Q, P]`` whether each place lies within ``max_km`` (a number or ``[Q]``) of the query's
     origin. A query without an origin (``NaN``) may be shown every place."""
+    return _within_budget(place_distances(origin_lat, origin_lon, poi_lat, poi_lon), max_km)
+
+
+def _within_budget(distance: np.ndarray, max_km: float | np.ndarray) -> np.ndarray:
+    """:func:`within_distance` from the ``[Q, P]`` distances (``NaN``: no origin)."""
     max_km = np.asarray(max_km, dtype=np.float64)
     if (max_km < 0).any() or np.isnan(max_km).any():
         raise ValueError("max_km must be non-negative (np.inf for no budget)")
-    distance = place_distances(origin_lat, origin_lon, poi_lat, poi_lon)
     if max_km.ndim > 1 or (max_km.ndim == 1 and max_km.shape != (len(distance),)):
         raise ValueError(f"max_km must be a number or one budget per query, [{len(distance)}], got {max_km.shape}")
     budget = max_km[:, None] if max_km.ndim == 1 else max_km
@@ -319,26 +323,34 @@ def masked_top_k(scores: np.ndarray, allowed: np.ndarray, k: int, *, fill: bool 
     return np.where(position < taken, first, from_second)
 
 
-def top_k_nearby(scores: np.ndarray, k: int, *, origin_lat: np.ndarray, origin_lon: np.ndarray,
-                 poi_lat: np.ndarray, poi_lon: np.ndarray, max_km: float | np.ndarray,
+def top_k_nearby(scores: np.ndarray, k: int, *, origin_lat: np.ndarray | None = None,
+                 origin_lon: np.ndarray | None = None, poi_lat: np.ndarray | None = None,
+                 poi_lon: np.ndarray | None = None, max_km: float | np.ndarray,
                  allowed: np.ndarray | None = None,
-                 fill: Literal["nearest", "best", "none"] = "nearest") -> np.ndarray:
+                 fill: Literal["nearest", "best", "none"] = "nearest",
+                 distances: np.ndarray | None = None) -> np.ndarray:
     """``[Q, k]`` the best places within ``max_km`` of each query's origin.
 
     Policy when fewer than ``k`` lie within the budget: ``"nearest"`` fills the list with the
     nearest places beyond it (the smallest detour), ``"best"`` with the best-scoring ones beyond
     it, ``"none"`` leaves the positions empty (-1). ``allowed`` (``[Q, P]``, e.g. from
     :func:`active_in_slot`) is a hard limit that no fill relaxes. Origins from
-    :func:`query_origin`; a query without one is not limited by distance.
+    :func:`query_origin`; a query without one is not limited by distance. ``distances`` (``[Q, P]``
+    from :func:`place_distances`) replaces the four coordinate arrays when already computed, for
+    instance to try several budgets.
     """
     if fill not in ("nearest", "best", "none"):
         raise ValueError(f"fill must be 'nearest', 'best' or 'none', got {fill!r}")
     scores = check_scores(scores)
-    distance = place_distances(origin_lat, origin_lon, poi_lat, poi_lon)
+    if distances is None:
+        if any(a is None for a in (origin_lat, origin_lon, poi_lat, poi_lon)):
+            raise ValueError("give origin_lat, origin_lon, poi_lat and poi_lon, or the distances")
+        distances = place_distances(origin_lat, origin_lon, poi_lat, poi_lon)
+    distance = np.asarray(distances, dtype=np.float64)
     if distance.shape != scores.shape:
         raise ValueError(f"{distance.shape[0]} origins and {distance.shape[1]} places do not match scores "
                          f"{scores.shape}")
-    near = within_distance(origin_lat, origin_lon, poi_lat, poi_lon, max_km)
+    near = _within_budget(distance, max_km)
     hard = np.ones_like(near) if allowed is None else np.asarray(allowed, dtype=bool)
     fallback = -np.nan_to_num(distance) if fill == "nearest" else scores
     return masked_top_k(scores, near & hard, k, fill=fill != "none", fallback=fallback, eligible=hard)
