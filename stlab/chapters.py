@@ -34,6 +34,7 @@ DATASET_CITY: dict[str, tuple[str, BBox | None]] = {
     "gowalla-nyc": ("America/New_York", NYC_BBOX),
     "synthetic": ("America/New_York", NYC_BBOX),
     "foursquare-nyc": ("America/New_York", NYC_BBOX),
+    "foursquare-nyc-stan": ("America/New_York", NYC_BBOX),
     "foursquare-tky": ("Asia/Tokyo", TKY_BBOX),
     "gowalla": ("UTC", None),
 }

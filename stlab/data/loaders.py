@@ -3,7 +3,8 @@
 ============================  ===============================================================
 kind                          loader and schema
 ============================  ===============================================================
-check-ins                     :func:`load_gowalla`, :func:`load_foursquare`, :func:`read_checkins`
+check-ins                     :func:`load_gowalla`, :func:`load_foursquare`,
+                              :func:`load_foursquare_stan`, :func:`read_checkins`
                               -> check-in schema (see :mod:`stlab.data.validate`)
 e-commerce behaviour          :func:`load_taobao` -> user_id, item_id, category_id,
                               behavior (pv/cart/fav/buy), timestamp (UTC)
@@ -175,6 +176,82 @@ def load_foursquare(
 
     frame = cached_frame(f"foursquare.{city}", {"loader": "foursquare"}, [file_digest(file_path)], build)
     return _finish_checkins(frame, source=file_path.name)
+
+
+# --------------------------------------------------------------------------- Foursquare NYC (STAN)
+#: Minute 1 of STAN's ``NYC.npy``. Its authors do not state the origin of their minute counts;
+#: this is the first check-in of the raw TSMC2014 NYC file (Tue Apr 03 18:00:09 +0000 2012, to the
+#: minute), from which STAN derived the data. With it the last check-in falls on the collection's
+#: last day (2013-02-16 UTC) and the daily trough of check-ins near 04:00 New York time; any other
+#: origin shifts every time stamp by the same amount.
+STAN_NYC_ORIGIN = pd.Timestamp("2012-04-03 18:00", tz="UTC")
+
+
+def _read_npy(path: Path, *, columns: str, kind: Literal["i", "f"]) -> np.ndarray:
+    """A 2-D, three-column numeric array from ``path``; pickles and object arrays are refused."""
+    wanted = "integers" if kind == "i" else "floats"
+    fix = (f"Fix: use the registered file, or save a plain {wanted} array of rows [{columns}] with "
+           "np.save(path, array).")
+    try:
+        array = np.load(path, allow_pickle=False)  # arrays only: a pickle could run code
+    except (ValueError, OSError, EOFError) as err:
+        raise DataValidationError(f"{path.name}: not a plain .npy array ({err}).\n{fix}") from None
+    if not isinstance(array, np.ndarray):
+        raise DataValidationError(f"{path.name}: holds several arrays (an .npz archive), expected one.\n{fix}")
+    kinds = "iu" if kind == "i" else "f"
+    if array.dtype.kind not in kinds:
+        raise DataValidationError(f"{path.name}: dtype {array.dtype}, expected {wanted}.\n{fix}")
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
+        raise DataValidationError(f"{path.name}: shape {array.shape}, expected (rows, 3) with rows [{columns}].\n{fix}")
+    return array
+
+
+def load_foursquare_stan(
+    *,
+    path: PathLike | None = None,
+    origin: pd.Timestamp | str = STAN_NYC_ORIGIN,
+    download: bool | None = None,
+) -> pd.DataFrame:
+    """Foursquare NYC check-ins as preprocessed by STAN (Luo, Liu & Liu, WWW 2021).
+
+    ``NYC.npy`` holds rows ``[user, poi, minutes]``, ``NYC_POI.npy`` rows ``[poi, lat, lon]``;
+    each check-in gets its POI's coordinates. Rows are kept as published, duplicates included.
+
+    Args:
+        path: a folder to look in first.
+        origin: the instant of minute 1 (zone-aware); default :data:`STAN_NYC_ORIGIN`.
+        download: allow downloads (default: yes unless ``STLAB_OFFLINE=1``).
+
+    Returns:
+        The check-in schema (integer ids, UTC times) sorted by user and time; there are no
+        categories or time-zone offsets.
+
+    Raises:
+        DataValidationError: a file that is not a three-column numeric array, or check-ins at POIs
+            that ``NYC_POI.npy`` does not locate.
+    """
+    start = pd.Timestamp(origin)
+    if start.tzinfo is None:
+        raise ValueError(f"origin {origin!r} has no time zone; give one, for example "
+                         "pd.Timestamp('2012-04-03 18:00', tz='UTC')")
+    files = fetch("foursquare-nyc-stan", ["NYC.npy", "NYC_POI.npy"], path=path, download=download)
+    visits = _read_npy(files["NYC.npy"], columns="user, poi, minutes", kind="i").astype(np.int64)
+    places = _read_npy(files["NYC_POI.npy"], columns="poi, lat, lon", kind="f")
+    place_ids = places[:, 0].astype(np.int64)
+    if not np.array_equal(place_ids, places[:, 0]) or len(np.unique(place_ids)) != len(place_ids):
+        raise DataValidationError("NYC_POI.npy: the POI ids in column 0 must be distinct whole numbers.\n"
+                                  "Fix: use the registered file.")
+    row = pd.Index(place_ids).get_indexer(visits[:, 1])
+    if (row < 0).any():
+        unknown = np.unique(visits[row < 0, 1])
+        raise DataValidationError(f"NYC.npy: {len(unknown)} POI id(s) without coordinates in NYC_POI.npy, "
+                                  f"e.g. {unknown[:5].tolist()}.\nFix: use the two registered files together.")
+    frame = pd.DataFrame({
+        "user_id": visits[:, 0], "poi_id": visits[:, 1],
+        "timestamp": start.tz_convert("UTC") + pd.to_timedelta(visits[:, 2] - 1, unit="min"),
+        "lat": places[row, 1], "lon": places[row, 2],
+    })
+    return _finish_checkins(frame, source="foursquare-nyc-stan (NYC.npy)")
 
 
 # --------------------------------------------------------------------------- generic files
@@ -558,7 +635,8 @@ def load_metr_la_graph(*, path: PathLike | None = None) -> SensorGraph:
 
 
 # --------------------------------------------------------------------------- dispatcher
-CHECKIN_DATASETS = ("gowalla-nyc", "gowalla", "foursquare-nyc", "foursquare-tky", "synthetic")
+CHECKIN_DATASETS = ("gowalla-nyc", "gowalla", "foursquare-nyc", "foursquare-tky", "foursquare-nyc-stan",
+                    "synthetic")
 
 
 def load_checkins(dataset: str = "gowalla-nyc", *, seed: int = 0, path: PathLike | None = None,
@@ -581,6 +659,8 @@ def load_checkins(dataset: str = "gowalla-nyc", *, seed: int = 0, path: PathLike
         return load_gowalla("full", path=path, **options)
     if dataset in ("foursquare-nyc", "foursquare-tky"):
         return load_foursquare(dataset.split("-")[1].upper(), path=path)  # type: ignore[arg-type]
+    if dataset == "foursquare-nyc-stan":
+        return load_foursquare_stan(path=path, **options)
     candidate = Path(dataset)
     if candidate.suffix in {".csv", ".tsv", ".parquet", ".gz"} or candidate.exists():
         return read_checkins(candidate, **options)

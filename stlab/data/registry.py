@@ -106,6 +106,14 @@ _BIKE_ZIP = "https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.
 _DCRNN_RAW = "https://raw.githubusercontent.com/liyaguang/DCRNN/master/data/sensor_graph/"
 _TGCN_RAW = "https://raw.githubusercontent.com/lehaifeng/T-GCN/master/data/"
 _TSMC_ZIP = "http://www-public.imtsudparis.eu/~zhang_da/pub/dataset_tsmc2014.zip"
+_TSMC_CITATION = (
+    "D. Yang, D. Zhang, V. W. Zheng, Z. Yu. Modeling User Activity Preference by "
+    "Leveraging User Spatial Temporal Characteristics in LBSNs. IEEE TSMC 45(1), 2015."
+)
+_STAN_RAW = (
+    "https://raw.githubusercontent.com/yingtaoluo/Spatial-Temporal-Attention-Network-for-POI-Recommendation/"
+    "8b82f2840e7f435a25398e1d42a835fc4129a4e2/data/"
+)
 
 
 def _ml100k(name: str, sha256: str, size: int) -> DataFile:
@@ -171,10 +179,7 @@ REGISTRY: dict[str, Dataset] = {
             kind="checkins",
             homepage="https://sites.google.com/site/yangdingqi/home/foursquare-dataset",
             licence="Research use; cite the paper.",
-            citation=(
-                "D. Yang, D. Zhang, V. W. Zheng, Z. Yu. Modeling User Activity Preference by "
-                "Leveraging User Spatial Temporal Characteristics in LBSNs. IEEE TSMC 45(1), 2015."
-            ),
+            citation=_TSMC_CITATION,
             files=(
                 DataFile("dataset_TSMC2014_NYC.txt", None, None, _TSMC_ZIP,
                          member="dataset_tsmc2014/dataset_TSMC2014_NYC.txt"),
@@ -182,6 +187,40 @@ REGISTRY: dict[str, Dataset] = {
                          member="dataset_tsmc2014/dataset_TSMC2014_TKY.txt"),
             ),
             notes="No checksum is published: the first download is recorded and checked afterwards.",
+        ),
+        Dataset(
+            name="foursquare-nyc-stan",
+            description=(
+                "Foursquare check-ins in New York City as preprocessed and published by STAN: "
+                "NYC.npy int32 rows [user, poi, minutes], NYC_POI.npy float64 rows [poi, lat, lon]."
+            ),
+            kind="checkins",
+            homepage="https://github.com/yingtaoluo/Spatial-Temporal-Attention-Network-for-POI-Recommendation",
+            licence=(
+                "No licence in the STAN repository; the underlying TSMC2014 data is for research use. "
+                "Cite both papers."
+            ),
+            citation=(
+                f"{_TSMC_CITATION} Y. Luo, Q. Liu, Z. Liu. STAN: Spatio-Temporal Attention Network "
+                "for Next Location Recommendation. WWW 2021."
+            ),
+            files=(
+                DataFile("NYC.npy", "9e28b974a52d233e201ff9e82e1c076818c90b1e8f25f4ef93daaf1d7e8ddf55",
+                         1_775_384, _STAN_RAW + "NYC.npy"),
+                DataFile("NYC_POI.npy", "f709f4796ca117d0b96ad2d0201a9869920364e2c476c4362e746740ded08d95",
+                         123_368, _STAN_RAW + "NYC_POI.npy"),
+            ),
+            notes=(
+                "Derived from foursquare-tsmc2014 (NYC) by STAN's preprocessing: 147,938 check-ins, "
+                "1,083 users, 5,135 POIs, about 318 days. Times are minutes from an origin the authors "
+                "do not state; the loader takes minute 1 = 2012-04-03 18:00 UTC, the first raw TSMC2014 "
+                "NYC check-in (then the last check-in falls on the collection's last day, 2013-02-16 UTC, "
+                "and the daily trough near 04:00 New York time). Rows are grouped by user but not "
+                "time-ordered; repeated (user, minute) pairs and exact duplicate rows are kept as "
+                "published. No venue names, categories or time-zone offsets. STAN's own evaluation "
+                "(per user the last 101 check-ins by time, one held out, all POIs ranked, Recall@k, by "
+                "default the first 100 users) is its own protocol, not the book's."
+            ),
         ),
         Dataset(
             name="taobao-userbehavior",
