@@ -152,7 +152,8 @@ class NextVisitTask:
         return counts
 
     def queries(self, part: Part = "test") -> NextVisitQueries:
-        """One query per check-in of ``part`` that has at least one earlier check-in of its user."""
+        """One query per check-in of ``part`` that has at least one earlier check-in of its user
+        (and, when ``events`` has a boolean ``is_query`` column, is marked as a query)."""
         if part not in _PART_CODE:
             raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")
         ev = self.events
@@ -161,7 +162,10 @@ class NextVisitTask:
         time = ev["time"].to_numpy()
         in_train = (ev["part"] == 0).to_numpy()
         position = ev.groupby("user", sort=False).cumcount().to_numpy()
-        rows = np.flatnonzero((ev["part"].to_numpy() == _PART_CODE[part]) & (position > 0))
+        wanted = (ev["part"].to_numpy() == _PART_CODE[part]) & (position > 0)
+        if "is_query" in ev:  # a protocol preset that scores only some check-ins (stlab.study.presets)
+            wanted &= ev["is_query"].to_numpy(dtype=bool)
+        rows = np.flatnonzero(wanted)
         L = self.history_len
         lags = np.arange(L, 0, -1)  # oldest first, so the last column is the previous check-in
         source = rows[:, None] - lags[None, :]  # [Q, L] row of each history check-in

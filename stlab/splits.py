@@ -37,7 +37,7 @@ class Split:
         train_end: per user (indexed by ``user_id``), the time at or after which events are
             not training events (a single value repeated for a global split).
         val_end: per user, the time at or after which events are test events.
-        protocol: ``"temporal"`` or ``"per_user"``.
+        protocol: ``"temporal"``, ``"per_user"`` or ``"leave_last_out"``.
     """
 
     train: pd.DataFrame
@@ -133,6 +133,31 @@ def per_user_split(checkins: pd.DataFrame, val_frac: float = 0.1, test_frac: flo
     return Split(train=train, val=val, test=test,
                  train_end=train_end.reindex(users).fillna(far), val_end=val_end.reindex(users).fillna(far),
                  protocol="per_user")
+
+
+def leave_last_out(checkins: pd.DataFrame, num_val: int = 1, num_test: int = 1, *, min_train: int = 1) -> Split:
+    """Each user's last ``num_test`` events test, the ``num_val`` before them validate, the rest
+    train ("leave one out", as STAN evaluates). Users with fewer than ``min_train + num_val +
+    num_test`` events keep them all in training.
+
+    Introduced in chapter 12 (The study).
+    """
+    if num_val < 0 or num_test < 1 or min_train < 1:
+        raise ValueError(f"need num_val >= 0, num_test >= 1 and min_train >= 1; got {num_val}, {num_test}, {min_train}")
+    _check_not_empty(checkins)
+    ordered = checkins.sort_values(["user_id", "timestamp"], kind="stable")
+    size = ordered.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
+    from_end = size - 1 - ordered.groupby("user_id", sort=False).cumcount().to_numpy()  # 0 = the user's last
+    enough = size >= min_train + num_val + num_test
+    part = np.where(enough & (from_end < num_test), 2, np.where(enough & (from_end < num_test + num_val), 1, 0))
+    train, val, test = (ordered[part == k] for k in range(3))
+    far = pd.Timestamp.max.tz_localize("UTC")
+    users = pd.Index(ordered["user_id"].unique(), name="user_id")
+    later = pd.concat([val, test])
+    train_end = later.groupby("user_id")["timestamp"].min() if len(later) else pd.Series(dtype=ordered["timestamp"].dtype)
+    val_end = test.groupby("user_id")["timestamp"].min()
+    return Split(train=train, val=val, test=test, train_end=train_end.reindex(users).fillna(far),
+                 val_end=val_end.reindex(users).fillna(far), protocol="leave_last_out")
 
 
 def _ns(times: pd.Series) -> np.ndarray:
