@@ -12,6 +12,9 @@ STAMP := $(VENV)/.installed
 DATASET ?=
 CHAPTER ?=
 PARAMS ?=
+# The study's grid (default, full, reduced, smoke) and more options, e.g. STUDY_ARGS="--set seeds=5".
+GRID ?= default
+STUDY_ARGS ?=
 PYTEST_ARGS ?=
 
 # Kernels run inside chapters/, so a relative data folder is made absolute here.
@@ -24,7 +27,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install book test rerun data clean bench serve
+.PHONY: help install book test rerun data clean bench serve study
 
 help:
 	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
@@ -32,6 +35,7 @@ help:
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
 	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
 	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service"
+	@echo "make study     run the study's grid into results/study, resumable (GRID=full; STLAB_RAY_ADDRESS=<cluster>)"
 	@echo "make serve     run the recommendation service on 127.0.0.1:8000 (SERVE_ARGS=\"--data synthetic\")"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
@@ -67,6 +71,9 @@ test: $(STAMP)
 rerun: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\""; exit 2; }
 	$(PY) -m stlab.rerun "$(CHAPTER)" $(PARAMS)
+
+study: $(STAMP)
+	$(PY) -m stlab.study run --grid "$(GRID)" $(STUDY_ARGS)
 
 data: $(STAMP)
 	$(PY) -m stlab.data fetch --all

@@ -36,8 +36,8 @@ from stlab.study.jobs import Job, run_job
 from stlab.study.store import ResultsStore, run_id
 
 Executor = Literal["ray", "local"]
-#: Environment variables passed on to Ray workers (data folder, cache, quiet TensorFlow).
-_FORWARDED_ENV = ("STLAB_DATA", "STLAB_CACHE", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+#: Environment variables passed on to Ray workers (data folder, cache, import path, quiet TensorFlow).
+_FORWARDED_ENV = ("STLAB_DATA", "STLAB_CACHE", "PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 
 
 @dataclass
