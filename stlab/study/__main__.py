@@ -21,10 +21,7 @@ from typing import Any
 
 from stlab.study.grid import GRIDS, StudyGrid, get_grid
 from stlab.study.runner import run_study
-from stlab.study.store import ResultsStore
-
-#: Where ``make study`` writes, and what the book's chapter 12 reads.
-DEFAULT_STORE = Path(__file__).resolve().parents[2] / "results" / "study"
+from stlab.study.store import DEFAULT_STORE, ResultsStore
 
 
 def _override(text: str) -> tuple[str, Any]:

@@ -138,11 +138,19 @@ def next_visit_task(dataset: str, preset: str, smoke: bool = False, timezone: st
     return prepare_task(city.checkins, preset, cleaning=cleaning, timezone=city.timezone, history_len=HISTORY_LEN)
 
 
-def next_visit_model(name: str, settings: dict[str, Any], seed: int, *, epochs: int, smoke: bool = False) -> Any:
+def next_visit_model(name: str, settings: dict[str, Any], seed: int, *, epochs: int, smoke: bool = False,
+                     dataset: str = "") -> Any:
     """A fresh, unfitted model of family ``name`` with ``settings`` and ``seed``."""
     from stlab import baselines as b
 
     family("next-visit", name)
+    if name == "bayes-optimal":
+        if dataset != "synthetic":
+            raise ValueError(f"the Bayes-optimal model needs the true probabilities, which only the synthetic city "
+                             f"has; drop 'bayes-optimal' from the models of {dataset!r}")
+        from stlab.chapters import chapter_world
+
+        return b.TrueProbabilities(chapter_world(0, smoke))
     if name == "popularity":
         return b.Popularity()
     if name == "user-frequency":
@@ -182,7 +190,8 @@ def _run_next_visit(job: Job) -> RunResult:
                          "the data set is too small for this protocol (lower the k-core thresholds or use more data)")
     start = time.perf_counter()
     with peak_memory() as memory, cpu_threads(1):
-        model = next_visit_model(cell.model, job.settings, job.seed, epochs=job.epochs, smoke=job.smoke)
+        model = next_visit_model(cell.model, job.settings, job.seed, epochs=job.epochs, smoke=job.smoke,
+                                 dataset=cell.dataset)
         model.fit(task)
         fit_seconds = time.perf_counter() - start
         val_ranks, test_ranks = query_ranks(model, val), query_ranks(model, test)

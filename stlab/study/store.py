@@ -40,6 +40,8 @@ import pandas as pd
 from stlab.study.grid import settings_hash
 from stlab.study.jobs import Job, RunResult
 
+#: Where ``make study`` writes, and what the book's chapter 12 reads (committed with its provenance).
+DEFAULT_STORE = Path(__file__).resolve().parents[2] / "results" / "study"
 #: Packages whose versions every run records.
 RECORDED_PACKAGES = ("numpy", "pandas", "scipy", "torch", "ray", "duckdb", "pyarrow")
 
@@ -202,4 +204,4 @@ class ResultsStore:
         return len(list(folder.glob("*.parquet"))) if folder.exists() else 0
 
 
-__all__ = ["RECORDED_PACKAGES", "ResultsStore", "environment", "git_commit", "run_id"]
+__all__ = ["DEFAULT_STORE", "RECORDED_PACKAGES", "ResultsStore", "environment", "git_commit", "run_id"]

@@ -15,7 +15,7 @@ from .test_chapters import ROOT, execute_with_nbval, smoke_notebook
 CHECKIN_CHAPTERS = ["01-behaviour-logs", "02-time-and-place", "03-counting-behaviour", "04-next-visit-baselines",
                     "05-lstm-from-equations", "06-recurrent-keras", "07-recurrent-pytorch", "08-self-attention",
                     "09-pretrained-models",
-                    "10-graph-convolutions", "13-recommending-and-guiding", "14-testing-and-running"]
+                    "10-graph-convolutions", "12-the-study", "13-recommending-and-guiding", "14-testing-and-running"]
 NETWORK_CHAPTERS = ["11-spatiotemporal-graphs"]
 
 
