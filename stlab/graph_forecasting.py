@@ -111,6 +111,10 @@ NETWORK_SETUPS: dict[str, NetworkSetup] = {
     "montevideo-bus": NetworkSetup(minutes_per_step=60, window=12, horizon=6, report_steps=(1, 3, 6), step=5,
                                    season=24, average_season=168, clock_periods=(24, 168), transform="log1p", adjacency="binary",
                                    mape_min_true=1.0, unit="passengers / h"),
+    # One series (Capital Bikeshare's hourly rentals, chapter 3) on the same protocol: a day in, six hours out.
+    "bike-sharing": NetworkSetup(minutes_per_step=60, window=24, horizon=6, report_steps=(1, 3, 6), step=6,
+                                 season=24, average_season=168, clock_periods=(24, 168), transform="log1p",
+                                 mape_min_true=1.0, unit="rentals / h"),
     "synthetic": NetworkSetup(minutes_per_step=15, window=12, horizon=8, report_steps=(1, 4, 8), step=8,
                               season=96, average_season=96, clock_periods=(96,), unit="mph"),
 }

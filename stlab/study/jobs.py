@@ -28,11 +28,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from stlab.study.grid import Cell, family
 
-#: The cleaning thresholds of every next-visit data set in the study (chapter 4's).
+#: The cleaning thresholds of every next-visit data set in the study (chapter 4's) ...
 MIN_CHECKINS = 10
+#: ... except Taobao's two-hour slice, in which few items are clicked ten times before the cut.
+MIN_CHECKINS_OF: dict[str, int] = {"taobao-slice": 3, "taobao-head": 3}
 #: Check-ins of history per query (chapter 4's).
 HISTORY_LEN = 20
 
@@ -125,6 +128,28 @@ def peak_memory() -> Iterator[dict[str, float]]:
 
 
 # --------------------------------------------------------------------------- next visit
+#: Behaviour logs without places, studied as "which item next": each item is a place with no
+#: coordinates (the distance rules and features see every item at one point), and the zone of
+#: the service's users.
+BEHAVIOUR_LOGS: dict[str, str] = {"movielens-100k": "UTC", "taobao-slice": "Asia/Shanghai", "taobao-head": "Asia/Shanghai"}
+
+
+def behaviour_log(dataset: str, smoke: bool = False) -> pd.DataFrame:
+    """A behaviour log of :data:`BEHAVIOUR_LOGS` in the check-in schema (``poi_id`` = the item)."""
+    from stlab.data import load_movielens, load_taobao
+
+    if dataset == "movielens-100k":
+        events = load_movielens("100k").ratings[["user_id", "item_id", "timestamp"]]
+    elif dataset in ("taobao-slice", "taobao-head"):
+        events = load_taobao(dataset.split("-")[1])[["user_id", "item_id", "timestamp"]]
+    else:
+        raise ValueError(f"unknown behaviour log {dataset!r}; choose from {sorted(BEHAVIOUR_LOGS)}")
+    events = events.rename(columns={"item_id": "poi_id"}).assign(lat=0.0, lon=0.0)
+    if smoke:
+        events = events[events["user_id"].isin(np.sort(events["user_id"].unique())[:300])]
+    return events.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
+
+
 @lru_cache(maxsize=4)
 def next_visit_task(dataset: str, preset: str, smoke: bool = False, timezone: str | None = None) -> Any:
     """The :class:`~stlab.protocol.NextVisitTask` of ``dataset`` under ``preset`` (cached per process)."""
@@ -132,10 +157,14 @@ def next_visit_task(dataset: str, preset: str, smoke: bool = False, timezone: st
     from stlab.cleaning import CleaningConfig
     from stlab.study.presets import prepare_task
 
-    city = chapter_checkins(dataset, seed=0, smoke=smoke, timezone=timezone)
-    threshold = 2 if smoke else MIN_CHECKINS
-    cleaning = CleaningConfig(bbox=city.bbox, min_user_checkins=threshold, min_poi_checkins=threshold)
-    return prepare_task(city.checkins, preset, cleaning=cleaning, timezone=city.timezone, history_len=HISTORY_LEN)
+    threshold = 2 if smoke else MIN_CHECKINS_OF.get(dataset, MIN_CHECKINS)
+    if dataset in BEHAVIOUR_LOGS:
+        checkins, zone, bbox = behaviour_log(dataset, smoke), timezone or BEHAVIOUR_LOGS[dataset], None
+    else:
+        city = chapter_checkins(dataset, seed=0, smoke=smoke, timezone=timezone)
+        checkins, zone, bbox = city.checkins, city.timezone, city.bbox
+    cleaning = CleaningConfig(bbox=bbox, min_user_checkins=threshold, min_poi_checkins=threshold)
+    return prepare_task(checkins, preset, cleaning=cleaning, timezone=zone, history_len=HISTORY_LEN)
 
 
 def next_visit_model(name: str, settings: dict[str, Any], seed: int, *, epochs: int, smoke: bool = False,
@@ -210,9 +239,18 @@ def _run_next_visit(job: Job) -> RunResult:
 # --------------------------------------------------------------------------- forecasting
 @lru_cache(maxsize=4)
 def forecast_series(dataset: str, smoke: bool = False) -> Any:
-    """The network ``dataset`` (cached per process)."""
-    from stlab.data.loaders import load_graph_series
+    """The network ``dataset`` (cached per process); ``"bike-sharing"`` is Capital Bikeshare's
+    hourly rentals as a network of one node without edges."""
+    from stlab.data.graphseries import read_graph_series
+    from stlab.data.loaders import load_bike_sharing, load_graph_series
+    from stlab.data.series import hourly_bike_series
 
+    if dataset == "bike-sharing":
+        hourly = hourly_bike_series(load_bike_sharing("hour"))["cnt"].astype(np.float32)
+        if smoke:
+            hourly = hourly.iloc[: 24 * 60]
+        return read_graph_series(hourly.to_frame("rentals"), np.zeros((1, 1), dtype=np.float32),
+                                 name="bike-sharing")
     return load_graph_series(dataset, seed=0, smoke=smoke)
 
 
@@ -296,5 +334,5 @@ def run_job(job: Job) -> RunResult:
     raise ValueError(f"unknown task kind {job.cell.kind!r}; use 'next-visit' or 'forecast'")
 
 
-__all__ = ["HISTORY_LEN", "Job", "MIN_CHECKINS", "RunResult", "forecast_series", "forecaster_factory",
+__all__ = ["BEHAVIOUR_LOGS", "HISTORY_LEN", "Job", "behaviour_log", "MIN_CHECKINS", "RunResult", "forecast_series", "forecaster_factory",
            "next_visit_model", "next_visit_task", "peak_memory", "run_job"]

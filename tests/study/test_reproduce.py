@@ -29,6 +29,7 @@ def job_of(row) -> Job:
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 @pytest.mark.parametrize("model", ["als", "transformer"])
 def test_a_stored_run_is_reproduced_exactly(model):
     store, runs = stored_runs()

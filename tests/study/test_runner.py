@@ -31,7 +31,9 @@ def test_candidates_give_every_family_the_same_budget():
 def test_grid_counts_cells_seeds_and_runs():
     grid = get_grid("default")
     cells = grid.cells()
-    assert len(cells) == len(grid.datasets) * len(grid.presets) * len(grid.models) + len(grid.forecast_models)
+    pairs = len(grid.datasets) * len(grid.presets) - len(grid.skip)
+    assert len(cells) == pairs * len(grid.models) + len(grid.forecast_models)
+    assert not [c for c in cells if f"{c.dataset}:{c.preset}" in grid.skip]
     assert grid.seeds_of(Cell("next-visit", "gowalla-nyc", "book", "lstm")) == tuple(range(5))
     assert grid.seeds_of(Cell("next-visit", "gowalla-nyc", "book", "markov")) == tuple(range(3))
     assert get_grid("default", seeds=4).seeds == 4
@@ -136,3 +138,29 @@ def test_ray_gives_the_same_runs_as_the_local_executor(tmp_path):
 def test_grid_module_lists_the_registered_models():
     assert {"lstm", "transformer", "markov"} <= set(grid_module.NEXT_VISIT_MODELS)
     assert {"stgcn", "historical-average"} <= set(grid_module.FORECAST_MODELS)
+
+
+def test_graph_models_skip_single_series_and_the_oracle_needs_the_synthetic_city():
+    grid = get_grid("full")
+    cells = grid.cells()
+    assert not [c for c in cells if c.dataset == "bike-sharing" and c.model in ("stgcn", "tgcn")]
+    assert [c for c in cells if c.dataset == "bike-sharing" and c.model == "lstm-per-node"]
+    oracle = {c.dataset for c in cells if c.model == "bayes-optimal"}
+    assert oracle == {"synthetic"}
+    from stlab.study.jobs import next_visit_model
+
+    with pytest.raises(ValueError, match="only the synthetic city"):
+        next_visit_model("bayes-optimal", {}, 0, epochs=1, dataset="gowalla-nyc")
+
+
+@pytest.mark.real_data
+def test_a_behaviour_log_is_studied_as_next_item():
+    from stlab.study.jobs import behaviour_log
+
+    events = behaviour_log("movielens-100k", smoke=True)
+    assert list(events.columns) == ["user_id", "poi_id", "timestamp", "lat", "lon"]
+    assert events["user_id"].nunique() == 300 and (events["lat"] == 0).all()
+    result = run_job(Job(Cell("next-visit", "movielens-100k", "stan", "markov"), {"smoothing": 1.0}, 0, smoke=True))
+    assert 0 < result.test_metrics["MRR"] <= 1 and result.details["test_queries"] > 0
+    with pytest.raises(ValueError, match="unknown behaviour log"):
+        behaviour_log("netflix")
