@@ -12,8 +12,8 @@ failed jobs are recorded and retried on the next run, and the summary says how m
 
 Executors: ``"ray"`` schedules the jobs as Ray Tune trials (one CPU each, a GPU for neural
 models when the cluster has one) on the local machine's cores, or on the cluster at
-``ray_address`` (``STLAB_RAY_ADDRESS``; its nodes need ``stlab`` installed and the store on a
-shared path). ``"local"`` runs them one after another in this process (tests, the chapter's
+``ray_address`` (``STLAB_RAY_ADDRESS``; Ray ships this process's copy of ``stlab`` to the
+workers, whose machines need its dependencies installed and the store on a shared path). ``"local"`` runs them one after another in this process (tests, the chapter's
 reduced grid). Both give the same numbers: every job is a pure function of its description.
 
 Introduced in chapter 12 (The study).
@@ -33,11 +33,11 @@ import pandas as pd
 
 from stlab.study.grid import Cell, StudyGrid, family
 from stlab.study.jobs import Job, run_job
-from stlab.study.store import ResultsStore, run_id
+from stlab.study.store import ResultsStore, git_commit, run_id
 
 Executor = Literal["ray", "local"]
-#: Environment variables passed on to Ray workers (data folder, cache, import path, quiet TensorFlow).
-_FORWARDED_ENV = ("STLAB_DATA", "STLAB_CACHE", "PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+#: Environment variables passed on to Ray workers (data folder, cache, quiet TensorFlow).
+_FORWARDED_ENV = ("STLAB_DATA", "STLAB_CACHE", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 
 
 @dataclass
@@ -116,7 +116,8 @@ def seed_jobs(grid: StudyGrid, chosen: dict[Cell, dict[str, Any]]) -> list[Job]:
 
 
 # --------------------------------------------------------------------------- executors
-def _run_and_store(described: dict[str, Any], root: str, grid_name: str, validate: bool) -> dict[str, Any]:
+def _run_and_store(described: dict[str, Any], root: str, grid_name: str, validate: bool,
+                   commit: str | None = None) -> dict[str, Any]:
     """Run one job and store it (or its failure); what a worker executes."""
     job = Job.from_description(described, validate=validate)
     store = ResultsStore(root)
@@ -125,14 +126,15 @@ def _run_and_store(described: dict[str, Any], root: str, grid_name: str, validat
     except Exception as error:  # noqa: BLE001 -- every failure is recorded and retried later
         store.record_failure(job, error)
         return {"ok": 0.0, "score": float("nan"), "error": repr(error)}
-    store.save(job, result, grid=grid_name)
+    store.save(job, result, grid=grid_name, commit=commit)
     return {"ok": 1.0, "score": selection_score(job.cell.kind, result.val_metrics) if result.val_metrics else 0.0}
 
 
-def _execute_local(jobs: Sequence[Job], store: ResultsStore, grid_name: str, progress: bool) -> list[dict[str, Any]]:
+def _execute_local(jobs: Sequence[Job], store: ResultsStore, grid_name: str, progress: bool,
+                   commit: str) -> list[dict[str, Any]]:
     from tqdm.auto import tqdm
 
-    return [_run_and_store(job.describe(), str(store.root), grid_name, job.validate)
+    return [_run_and_store(job.describe(), str(store.root), grid_name, job.validate, commit)
             for job in tqdm(jobs, desc="study runs", disable=not progress)]
 
 
@@ -140,17 +142,21 @@ def _ray_trainable(config: dict[str, Any]) -> None:
     """A Ray Tune trial: one job."""
     from ray import tune
 
-    tune.report(_run_and_store(config["job"], config["root"], config["grid"], config["validate"]))
+    tune.report(_run_and_store(config["job"], config["root"], config["grid"], config["validate"], config["commit"]))
 
 
 def _init_ray(address: str | None) -> None:
     import ray
 
+    import stlab
+
     if ray.is_initialized():
         return
     env = {name: os.environ[name] for name in _FORWARDED_ENV if name in os.environ}
     env["OMP_NUM_THREADS"] = "1"
-    runtime_env = {"env_vars": env}
+    # Workers import the driver's own copy of the package (shipped by Ray), not whatever copy
+    # their machine or path holds: the runs are made by the code whose commit they record.
+    runtime_env = {"env_vars": env, "py_modules": [str(Path(stlab.__file__).parent)]}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
@@ -159,7 +165,7 @@ def _init_ray(address: str | None) -> None:
 
 
 def _execute_ray(jobs: Sequence[Job], store: ResultsStore, grid_name: str, progress: bool,
-                 address: str | None, phase: str) -> list[dict[str, Any]]:
+                 address: str | None, phase: str, commit: str) -> list[dict[str, Any]]:
     import ray
     from ray import tune
     from tqdm.auto import tqdm
@@ -183,7 +189,7 @@ def _execute_ray(jobs: Sequence[Job], store: ResultsStore, grid_name: str, progr
 
     # The other seeds of a chosen setting skip the forecast's validation fit: one flag per phase.
     space = {"job": tune.grid_search([j.describe() for j in jobs]), "root": str(store.root.resolve()),
-             "grid": grid_name, "validate": phase == "search"}
+             "grid": grid_name, "validate": phase == "search", "commit": commit}
     tuner = tune.Tuner(
         tune.with_resources(_ray_trainable, resources),
         param_space=space,
@@ -219,6 +225,7 @@ def run_study(grid: StudyGrid, store: ResultsStore | str | Path, *, executor: Ex
     store.root.mkdir(parents=True, exist_ok=True)
     (store.root / "grid.json").write_text(json.dumps(grid.describe(), indent=1, default=str))
     earlier_failures = {run_id(Job.from_description(f["job"])) for f in store.failed()}
+    commit = git_commit()  # of the code this process runs, recorded with every run it makes
     for phase in ("search", "seeds"):
         jobs = search_jobs(grid) if phase == "search" else seed_jobs(grid, chosen_settings(store, grid))
         todo = [j for j in jobs if not store.has(j)]
@@ -228,9 +235,9 @@ def run_study(grid: StudyGrid, store: ResultsStore | str | Path, *, executor: Ex
         if not todo:
             continue
         if executor == "ray":
-            outcomes = _execute_ray(todo, store, grid.name, progress, ray_address, phase)
+            outcomes = _execute_ray(todo, store, grid.name, progress, ray_address, phase, commit)
         else:
-            outcomes = _execute_local(todo, store, grid.name, progress)
+            outcomes = _execute_local(todo, store, grid.name, progress, commit)
         for job in todo:
             if store.has(job):
                 summary.finished += 1

@@ -125,9 +125,10 @@ class ResultsStore:
         """Whether ``job`` has a finished run here."""
         return self._paths(run_id(job))[0].exists()
 
-    def save(self, job: Job, result: RunResult, *, grid: str = "") -> str:
+    def save(self, job: Job, result: RunResult, *, grid: str = "", commit: str | None = None) -> str:
         """Store a finished run; returns its id. The per-query file is written before the run
-        row, each atomically, so a run row always has its queries."""
+        row, each atomically, so a run row always has its queries. ``commit`` is the code's
+        commit as the process that started the study saw it (default: this checkout's)."""
         rid = run_id(job)
         run_path, query_path, failed_path = self._paths(rid)
         per_query = {name: np.asarray(values) for name, values in {**result.per_query, **result.segments}.items()}
@@ -141,7 +142,7 @@ class ResultsStore:
             "run_id": rid, "kind": job.cell.kind, "dataset": job.cell.dataset, "preset": job.cell.preset,
             "model": job.cell.model, "seed": job.seed, "settings": json.dumps(job.settings, sort_keys=True),
             "settings_id": settings_hash(job.settings), "config_hash": settings_hash(job.describe()),
-            "epochs": job.epochs, "smoke": job.smoke, "grid": grid, "git_commit": git_commit(),
+            "epochs": job.epochs, "smoke": job.smoke, "grid": grid, "git_commit": commit or git_commit(),
             "data_checksum": result.data_checksum, "fit_seconds": result.fit_seconds,
             "wall_seconds": result.wall_seconds, "peak_memory_mb": result.peak_memory_mb,
             "num_queries": len(queries), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

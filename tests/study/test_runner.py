@@ -133,6 +133,9 @@ def test_ray_gives_the_same_runs_as_the_local_executor(tmp_path):
     assert list(local.index) == list(ray.index)
     columns = [c for c in local.columns if c.startswith(("test_", "val_"))]
     pd.testing.assert_frame_equal(local[columns], ray[columns])
+    from stlab.study.store import git_commit
+
+    assert set(ray["git_commit"]) == {git_commit()}  # the workers ran, and recorded, the driver's code
 
 
 def test_grid_module_lists_the_registered_models():
