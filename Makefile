@@ -68,9 +68,11 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
+# PARAMS travels in the environment, so values such as (16,64) are not read as shell syntax.
+rerun: export STLAB_RERUN_PARAMS := $(PARAMS)
 rerun: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\""; exit 2; }
-	$(PY) -m stlab.rerun "$(CHAPTER)" $(PARAMS)
+	$(PY) -m stlab.rerun "$(CHAPTER)"
 
 study: $(STAMP)
 	$(PY) -m stlab.study run --grid "$(GRID)" $(STUDY_ARGS)

@@ -21,11 +21,15 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from stlab.config import PROJECT_ROOT, env_setting
+
+#: Where ``make rerun`` puts its ``PARAMS`` (read when no parameter is given on the command line).
+PARAMS_ENV = "STLAB_RERUN_PARAMS"
 
 ROOT = PROJECT_ROOT
 CHAPTERS = ROOT / "chapters"
@@ -227,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     import jupytext
 
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and os.environ.get(PARAMS_ENV):
+        # `make rerun` hands PARAMS over in the environment: values such as (16,64) would be
+        # shell syntax on a command line. Split like a shell would, quotes and all.
+        argv = [argv[0], *shlex.split(os.environ[PARAMS_ENV])]
     if not argv:
         print(__doc__)
         return 2

@@ -129,3 +129,14 @@ def test_tuples_reach_the_chapter_as_lists():
     value = _papermill_value((0.01, (1, 2)))
     assert value == [0.01, [1, 2]]
     assert PythonTranslator.translate(value) == "[0.01, [1, 2]]"
+
+
+def test_make_rerun_hands_parameters_over_in_the_environment(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(rerun, "_execute", lambda path, notebook, params, out: seen.update(params) or path)
+    monkeypatch.setenv(rerun.PARAMS_ENV, "seed=3 'dataset=synthetic' history_len=5")
+    assert rerun.main(["4"]) == 0
+    assert seen == {"seed": 3, "dataset": "synthetic", "history_len": 5}
+    seen.clear()
+    assert rerun.main(["4", "seed=4"]) == 0  # parameters on the command line win
+    assert seen == {"seed": 4}

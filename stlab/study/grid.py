@@ -159,7 +159,7 @@ class StudyGrid:
         forecast_epochs: (int) maximum epochs of every neural forecaster.
         smoke: (bool) small slices of every data set (tests).
         skip: (tuple[str, ...]) ``"dataset:preset"`` pairs left out of the grid.
-        timezone: (str | None) the zone of a reader's check-in file (registered data sets know theirs).
+        timezone: (str | None) the zone of a reader's check-in file (registered data sets keep theirs).
     """
 
     name: str = "default"

@@ -68,9 +68,14 @@ class StudySummary:
 
 
 def _job(grid: StudyGrid, cell: Cell, settings: dict[str, Any], seed: int, *, validate: bool = True) -> Job:
+    from stlab.chapters import DATASET_CITY
+    from stlab.study.jobs import BEHAVIOUR_LOGS
+
     epochs = grid.epochs if cell.kind == "next-visit" else grid.forecast_epochs
-    return Job(cell=cell, settings=settings, seed=seed, epochs=epochs, smoke=grid.smoke, timezone=grid.timezone,
-               validate=validate)
+    # The grid's zone is that of a reader's own file; registered data sets keep their own.
+    own_file = cell.kind == "next-visit" and cell.dataset not in DATASET_CITY and cell.dataset not in BEHAVIOUR_LOGS
+    return Job(cell=cell, settings=settings, seed=seed, epochs=epochs, smoke=grid.smoke,
+               timezone=grid.timezone if own_file else None, validate=validate)
 
 
 def search_jobs(grid: StudyGrid) -> list[Job]:
