@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -150,14 +151,39 @@ def behaviour_log(dataset: str, smoke: bool = False) -> pd.DataFrame:
     return events.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
 
 
+#: Logs too big for pandas: under the presets with one global cut in time, DuckDB cleans, k-cores
+#: and splits them out of core (:mod:`stlab.outofcore`), and only the kept rows are read.
+#: Name -> (registered data set, file, layout).
+OUT_OF_CORE_LOGS: dict[str, tuple[str, str, str]] = {"gowalla": ("gowalla", "loc-gowalla_totalCheckins.txt", "snap")}
+
+
+def _out_of_core_task(dataset: str, preset: str, cleaning: Any, timezone: str) -> Any:
+    from stlab.data import fetch_file
+    from stlab.outofcore import clean_and_split_duckdb
+    from stlab.study.presets import get_preset, prepare_task
+
+    registered, name, layout = OUT_OF_CORE_LOGS[dataset]
+    source = fetch_file(registered, name).path
+    chosen = get_preset(preset)
+    with tempfile.TemporaryDirectory(prefix="stlab-outofcore-") as folder:
+        parts = clean_and_split_duckdb(source, folder, cleaning, val_frac=chosen.val_frac, test_frac=chosen.test_frac,
+                                       format=layout)  # type: ignore[arg-type]
+        kept, split = parts.load()
+    return prepare_task(kept, chosen, cleaning=cleaning, timezone=timezone, history_len=HISTORY_LEN, split=split)
+
+
 @lru_cache(maxsize=4)
 def next_visit_task(dataset: str, preset: str, smoke: bool = False, timezone: str | None = None) -> Any:
     """The :class:`~stlab.protocol.NextVisitTask` of ``dataset`` under ``preset`` (cached per process)."""
-    from stlab.chapters import chapter_checkins
+    from stlab.chapters import DATASET_CITY, chapter_checkins
     from stlab.cleaning import CleaningConfig
-    from stlab.study.presets import prepare_task
+    from stlab.study.presets import get_preset, prepare_task
 
     threshold = 2 if smoke else MIN_CHECKINS_OF.get(dataset, MIN_CHECKINS)
+    if dataset in OUT_OF_CORE_LOGS and not smoke and get_preset(preset).split == "global":
+        zone, bbox = DATASET_CITY[dataset]
+        cleaning = CleaningConfig(bbox=bbox, min_user_checkins=threshold, min_poi_checkins=threshold)
+        return _out_of_core_task(dataset, preset, cleaning, timezone or zone)
     if dataset in BEHAVIOUR_LOGS:
         checkins, zone, bbox = behaviour_log(dataset, smoke), timezone or BEHAVIOUR_LOGS[dataset], None
     else:
@@ -334,5 +360,5 @@ def run_job(job: Job) -> RunResult:
     raise ValueError(f"unknown task kind {job.cell.kind!r}; use 'next-visit' or 'forecast'")
 
 
-__all__ = ["BEHAVIOUR_LOGS", "HISTORY_LEN", "Job", "behaviour_log", "MIN_CHECKINS", "RunResult", "forecast_series", "forecaster_factory",
+__all__ = ["BEHAVIOUR_LOGS", "HISTORY_LEN", "OUT_OF_CORE_LOGS", "Job", "behaviour_log", "MIN_CHECKINS", "RunResult", "forecast_series", "forecaster_factory",
            "next_visit_model", "next_visit_task", "peak_memory", "run_job"]

@@ -140,7 +140,7 @@ def _drop_unseen_users(kept: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, 
 
 
 def prepare_task(checkins: pd.DataFrame, preset: ProtocolPreset | str, *, cleaning: CleaningConfig = CleaningConfig(),
-                 timezone: str = "UTC", history_len: int = 20) -> NextVisitTask:
+                 timezone: str = "UTC", history_len: int = 20, split: Split | None = None) -> NextVisitTask:
     """Clean, split and encode a raw log under ``preset``.
 
     Args:
@@ -150,13 +150,16 @@ def prepare_task(checkins: pd.DataFrame, preset: ProtocolPreset | str, *, cleani
             only in how they split and score).
         timezone: the city's zone, for local hours.
         history_len: check-ins of history per query.
+        split: the preset's split of ``checkins`` made elsewhere -- out of core by
+            :func:`stlab.outofcore.clean_and_split_duckdb` for a log too big for pandas; then
+            ``checkins`` are the kept rows and only the preset's query rules are applied here.
 
     Returns:
         A task whose ``queries("val")`` and ``queries("test")`` are the preset's queries (its
         events carry an ``is_query`` column when the preset scores only some check-ins).
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    kept, split = _split(checkins, preset, cleaning)
+    kept, split = (checkins, split) if split is not None else _split(checkins, preset, cleaning)
     if preset.drop_unseen_users:
         kept, split = _drop_unseen_users(kept, split)
     task = build_task(kept, split, timezone=timezone, history_len=history_len)

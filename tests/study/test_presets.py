@@ -104,3 +104,24 @@ def test_unknown_preset_and_inconsistent_preset_are_refused():
         get_preset("gowalla")
     with pytest.raises(ValueError, match="needs trajectory_gap_hours"):
         ProtocolPreset("getnext", "global", 0.1, 0.1, last_of_trajectory=True)
+
+
+def test_a_split_made_out_of_core_gives_the_same_task(tmp_path):
+    from stlab.outofcore import clean_and_split_duckdb
+
+    log = hand_made_log()
+    log["poi_id"] = log["poi_id"].map({"A": 1, "B": 2, "C": 3})
+    path = tmp_path / "log.parquet"
+    log.to_parquet(path, index=False)
+    for name in ("book", "getnext"):
+        preset = PRESETS[name]
+        parts = clean_and_split_duckdb(path, tmp_path / name, KEEP_ALL, val_frac=preset.val_frac,
+                                       test_frac=preset.test_frac)
+        kept, split = parts.load()
+        outside = prepare_task(kept, name, cleaning=KEEP_ALL, split=split)
+        inside = prepare_task(log, name, cleaning=KEEP_ALL)
+        for part in ("train", "val", "test"):
+            a, b = outside.queries(part), inside.queries(part)
+            np.testing.assert_array_equal(a.target, b.target)
+            np.testing.assert_array_equal(a.time, b.time)
+            np.testing.assert_array_equal(a.history_poi, b.history_poi)

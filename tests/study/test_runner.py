@@ -167,3 +167,32 @@ def test_a_behaviour_log_is_studied_as_next_item():
     assert 0 < result.test_metrics["MRR"] <= 1 and result.details["test_queries"] > 0
     with pytest.raises(ValueError, match="unknown behaviour log"):
         behaviour_log("netflix")
+
+
+def test_the_full_gowalla_log_goes_through_duckdb(register, monkeypatch):
+    """Under a global preset the study cleans and splits the worldwide file out of core, and gets
+    the task the in-memory path gets."""
+    from stlab.chapters import chapter_checkins
+    from stlab.cleaning import CleaningConfig
+    from stlab.study import jobs, presets
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for user in range(30):
+        for k in range(40):
+            poi = int(rng.integers(0, 12))
+            stamp = pd.Timestamp("2010-01-01", tz="UTC") + pd.Timedelta(hours=7 * k + user % 5)
+            lines.append(f"{user}\t{stamp:%Y-%m-%dT%H:%M:%SZ}\t{40.7 + poi / 1000:.6f}\t{-74.0 + poi / 1000:.6f}\t{poi}")
+    calls = []
+    real = jobs._out_of_core_task
+    monkeypatch.setattr(jobs, "_out_of_core_task", lambda *a: calls.append(a[0]) or real(*a))
+    register("gowalla", {"loc-gowalla_totalCheckins.txt": ("\n".join(lines) + "\n").encode()})
+    jobs.next_visit_task.cache_clear()
+    task = jobs.next_visit_task("gowalla", "book")
+    cleaning = CleaningConfig(min_user_checkins=jobs.MIN_CHECKINS, min_poi_checkins=jobs.MIN_CHECKINS)
+    expected = presets.prepare_task(chapter_checkins("gowalla").checkins, "book", cleaning=cleaning)
+    jobs.next_visit_task.cache_clear()
+    assert calls == ["gowalla"]
+    np.testing.assert_array_equal(task.queries("test").target, expected.queries("test").target)
+    np.testing.assert_array_equal(task.queries("val").history_poi, expected.queries("val").history_poi)
+    assert len(task.queries("test")) > 0
