@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     notebook = jupytext.read(path)
     types = parameter_types(_parameters_cell(notebook))
     params = parse_params(argv[1:], types, chapter=path.stem)
+    # Chapters run inside chapters/: a path the reader gave relative to where they are is made
+    # absolute here, while it still means what they meant.
+    params = {name: str(Path(value).resolve()) if isinstance(value, str) and os.sep in value and Path(value).exists()
+              else value for name, value in params.items()}
     output = _execute(path, notebook, params, None)
     print(f"executed notebook: {output}")
     return 0

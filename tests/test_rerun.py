@@ -140,3 +140,13 @@ def test_make_rerun_hands_parameters_over_in_the_environment(monkeypatch):
     seen.clear()
     assert rerun.main(["4", "seed=4"]) == 0  # parameters on the command line win
     assert seen == {"seed": 4}
+
+
+def test_a_relative_file_path_is_made_absolute(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(rerun, "_execute", lambda path, notebook, params, out: seen.update(params) or path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "log.csv").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert rerun.main(["4", "dataset=mine/log.csv", "timezone=Europe/Paris"]) == 0
+    assert seen["dataset"] == str(tmp_path / "mine" / "log.csv") and seen["timezone"] == "Europe/Paris"
