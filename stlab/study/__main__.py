@@ -71,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         for failure in store.failed():
             print("failed:", failure["job"]["cell"], failure["error"])
         return 0
-    grid = get_grid(args.grid, **dict(args.overrides))
+    overrides = dict(args.overrides)
+    for key in ("datasets", "forecast_datasets"):  # a reader's file, absolute: Ray workers run elsewhere
+        if key in overrides:
+            overrides[key] = tuple(str(Path(d).resolve()) if Path(d).is_file() else d for d in overrides[key])
+    grid = get_grid(args.grid, **overrides)
     print(f"grid {grid.name!r}: {len(grid.cells())} cells, at most {grid.num_runs()} runs -> {args.store}")
-    summary = run_study(grid, args.store, executor=args.executor, progress=not args.no_progress)
+    summary = run_study(grid, args.store.resolve(), executor=args.executor, progress=not args.no_progress)
     return 1 if summary.failed else 0
 
 
