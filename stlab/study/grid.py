@@ -230,7 +230,7 @@ GRIDS: dict[str, StudyGrid] = {
     "others": StudyGrid(name="others", datasets=("synthetic", "movielens-100k", "taobao-head"),
                         models=("bayes-optimal", "popularity", "user-frequency", "markov", "user-markov", "als"),
                         forecast_datasets=("bike-sharing", "montevideo-bus", "synthetic"),
-                        forecast_models=("seasonal-naive", "historical-average", "lstm-per-node")),
+                        forecast_models=("seasonal-naive", "historical-average")),
     "reduced": StudyGrid(name="reduced", datasets=("gowalla-nyc", "synthetic"), presets=("book", "stan"),
                          models=("bayes-optimal", "popularity", "user-frequency", "markov", "user-markov"), forecast_datasets=(),
                          forecast_models=(), seeds=1, neural_seeds=1, trials=2),

@@ -228,7 +228,8 @@ def run_study(grid: StudyGrid, store: ResultsStore | str | Path, *, executor: Ex
     start = time.perf_counter()
     summary = StudySummary()
     store.root.mkdir(parents=True, exist_ok=True)
-    (store.root / "grid.json").write_text(json.dumps(grid.describe(), indent=1, default=str))
+    # One file per grid: several grids may fill one store (make study, then GRID=others).
+    (store.root / f"grid-{grid.name}.json").write_text(json.dumps(grid.describe(), indent=1, default=str))
     earlier_failures = {run_id(Job.from_description(f["job"])) for f in store.failed()}
     commit = git_commit()  # of the code this process runs, recorded with every run it makes
     for phase in ("search", "seeds"):
