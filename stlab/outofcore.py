@@ -169,8 +169,9 @@ def clean_and_split_duckdb(
         sep: the delimiter of a text file (DuckDB detects it by default).
         memory_limit: DuckDB's memory limit (``"2GB"``, ``"500MB"``); beyond it DuckDB spills.
         threads: DuckDB's threads (default: one per core).
-        work_dir: where DuckDB's database and spill files go (default: a hidden folder in
-            ``out_dir``, removed at the end); it needs free space of about the log's size.
+        work_dir: where DuckDB spills what does not fit in ``memory_limit`` (default: a hidden
+            folder in ``out_dir``, removed at the end); it may need free space of a few times the
+            log's size in Parquet.
         batch_rows: rows per batch streamed through the speed rule.
 
     Raises:
@@ -193,9 +194,10 @@ def clean_and_split_duckdb(
     if threads is not None:
         settings["threads"] = int(threads)
     try:
-        con = duckdb.connect(str(scratch / "work.duckdb"), config=settings)
+        con = duckdb.connect(":memory:", config=settings)  # its tables spill to temp_directory too
         try:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")
             run = _Run(con, label, config)
             return run.clean_and_split(reader, columns or {}, out, val_frac=val_frac, test_frac=test_frac,
                                        cutoffs=cutoffs, batch_rows=batch_rows)
@@ -233,7 +235,8 @@ def _reader(source: PathLike, *, names: Sequence[str] | None, format: Literal["s
         raise ValueError(f"format must be 'snap' or None, got {format!r}")
     text = os.fspath(source)
     label = Path(text).name
-    matches = sorted(glob.glob(text)) if glob.has_magic(text) else ([text] if Path(text).is_file() else [])
+    pattern = any(ch in text for ch in "*?[")
+    matches = sorted(glob.glob(text)) if pattern else ([text] if Path(text).is_file() else [])
     if not matches:
         raise DataNotFoundError(f"no check-in file at {text}.\nFix: check the path (or the glob pattern).")
     empty = [m for m in matches if os.path.getsize(m) == 0]
@@ -270,7 +273,7 @@ def _double(value: float) -> str:
 
 
 class _Run:
-    """One run of the pipeline on an open DuckDB connection; tables live in its work database."""
+    """One run of the pipeline on an open DuckDB connection (each step a table of its database)."""
 
     def __init__(self, con: Any, label: str, config: CleaningConfig) -> None:
         self.con, self.label, self.config = con, label, config
@@ -496,11 +499,13 @@ class _Run:
 
     def later_rule(self, t1: int, t2: int) -> dict[str, int]:
         """Mark each event's part and whether it is kept (table ``final``); add the report rows."""
+        self.con.execute("CREATE OR REPLACE TABLE core_users AS SELECT DISTINCT user_id FROM core")
+        self.con.execute("CREATE OR REPLACE TABLE core_pois AS SELECT DISTINCT poi_id FROM core")
         self.con.execute(
             "CREATE OR REPLACE TABLE final AS SELECT *, "
             'CASE WHEN epoch_ns("timestamp") < ? THEN 0 WHEN epoch_ns("timestamp") < ? THEN 1 ELSE 2 END AS __part, '
-            "(user_id IN (SELECT user_id FROM core) OR user_id NOT IN (SELECT user_id FROM trained_users)) "
-            "AS __user_ok, poi_id IN (SELECT poi_id FROM core) AS __poi_ok FROM rows", [t1, t2])
+            "(user_id IN (SELECT user_id FROM core_users) OR user_id NOT IN (SELECT user_id FROM trained_users)) "
+            "AS __user_ok, poi_id IN (SELECT poi_id FROM core_pois) AS __poi_ok FROM rows", [t1, t2])
         self.con.execute("DROP TABLE rows")
         # Training events have a training user, so "user ok" is "user in the core" for them.
         core, users_ok, kept = ("__part > 0 OR (__user_ok AND __poi_ok)", "__part > 0 AND __user_ok",

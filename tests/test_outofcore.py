@@ -121,6 +121,15 @@ def test_text_files_match_too(tmp_path):
     pd.testing.assert_frame_equal(result.load()[0], kept)
 
 
+
+def test_a_glob_reads_its_files_in_name_order(tmp_path):
+    log = _messy_log(7)
+    (tmp_path / "log").mkdir()
+    for i, chunk in enumerate((log.iloc[:1000], log.iloc[1000:2000], log.iloc[2000:])):
+        chunk.to_parquet(tmp_path / "log" / f"part-{i}.parquet")
+    result = clean_and_split_duckdb(tmp_path / "log" / "part-*.parquet", tmp_path / "out", CONFIG)
+    _assert_same(result, clean_and_split(log, CONFIG))
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
