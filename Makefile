@@ -34,7 +34,7 @@ help:
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
 	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
-	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service"
+	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service, cleaning out of core"
 	@echo "make study     run the study's grid into results/study, resumable (GRID=full; STLAB_RAY_ADDRESS=<cluster>)"
 	@echo "make serve     run the recommendation service on 127.0.0.1:8000 (SERVE_ARGS=\"--data synthetic\")"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_attention.py
 	$(PY) benchmarks/bench_graphs.py
 	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_outofcore.py
 
 serve: $(STAMP)
 	$(PY) -m stlab.serve $(SERVE_ARGS)
