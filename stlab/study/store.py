@@ -5,6 +5,7 @@ Layout under the store's folder::
     runs/<run id>.parquet       one row: what ran, its provenance and its metrics
     queries/<run id>.parquet    the run's per-query values on the test part (for paired statistics)
     failed/<run id>.json        a run that raised: the job and the traceback (removed once it succeeds)
+    grid-<name>.json            each grid that wrote here, as plain data (several grids may share a store)
 
 A run is *finished* when its ``runs/`` file exists. Both files are written to a temporary name in
 the same folder and renamed (the per-query file first), so a run killed midway leaves no file a
