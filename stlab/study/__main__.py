@@ -3,6 +3,7 @@
     python -m stlab.study run [--grid default|full|reduced|smoke] [--store results/study]
                               [--executor ray|local] [--set seeds=5 --set datasets=gowalla-nyc,synthetic]
     python -m stlab.study status [--store results/study]
+    python -m stlab.study publish [--store results/study]   (compact it for committing)
     python -m stlab.study grids
 
 ``run`` is resumable: kill it and run it again, and it redoes only what is missing (and retries
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-progress", action="store_true")
     status = sub.add_parser("status", help="what a results store holds")
     status.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    publish = sub.add_parser("publish", help="compact a store for committing: one file per folder, per-query "
+                                             "values of the chosen settings' runs only")
+    publish.add_argument("--store", type=Path, default=DEFAULT_STORE)
     sub.add_parser("grids", help="list the named grids and their size")
     args = parser.parse_args(argv)
 
@@ -59,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, grid in GRIDS.items():
             print(f"{name:8s} {len(grid.cells()):4d} cells, at most {grid.num_runs():5d} runs: "
                   f"{', '.join(grid.datasets + grid.forecast_datasets)}")
+        return 0
+    if args.command == "publish":
+        from stlab.study.report import final_runs
+
+        store = ResultsStore(args.store)
+        chosen = set(final_runs(store)["run_id"])
+        print(f"{store}: compacted", store.compact(keep_queries=chosen))
         return 0
     if args.command == "status":
         store = ResultsStore(args.store)

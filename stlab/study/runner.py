@@ -234,7 +234,8 @@ def run_study(grid: StudyGrid, store: ResultsStore | str | Path, *, executor: Ex
     commit = git_commit()  # of the code this process runs, recorded with every run it makes
     for phase in ("search", "seeds"):
         jobs = search_jobs(grid) if phase == "search" else seed_jobs(grid, chosen_settings(store, grid))
-        todo = [j for j in jobs if not store.has(j)]
+        finished = store.finished_ids()
+        todo = [j for j in jobs if run_id(j) not in finished]
         summary.skipped += len(jobs) - len(todo)
         summary.retried += sum(run_id(j) in earlier_failures for j in todo)
         log(f"{phase}: {len(jobs)} runs, {len(jobs) - len(todo)} already in the store, {len(todo)} to run")
@@ -244,8 +245,9 @@ def run_study(grid: StudyGrid, store: ResultsStore | str | Path, *, executor: Ex
             outcomes = _execute_ray(todo, store, grid.name, progress, ray_address, phase, commit)
         else:
             outcomes = _execute_local(todo, store, grid.name, progress, commit)
+        finished = store.finished_ids()
         for job in todo:
-            if store.has(job):
+            if run_id(job) in finished:
                 summary.finished += 1
             else:
                 summary.failed += 1

@@ -7,6 +7,10 @@ Layout under the store's folder::
     failed/<run id>.json        a run that raised: the job and the traceback (removed once it succeeds)
     grid-<name>.json            each grid that wrote here, as plain data (several grids may share a store)
 
+:meth:`ResultsStore.compact` merges the files into one part per folder (``part-<digest>.parquet``),
+optionally keeping the per-query values of some runs only: the form the book's store is
+committed in.
+
 A run is *finished* when its ``runs/`` file exists. Both files are written to a temporary name in
 the same folder and renamed (the per-query file first), so a run killed midway leaves no file a
 reader could take for a finished run; a rerun of the grid skips finished runs and retries failed
@@ -43,6 +47,8 @@ from stlab.study.jobs import Job, RunResult
 
 #: Where ``make study`` writes, and what the book's chapter 12 reads (committed with its provenance).
 DEFAULT_STORE = Path(__file__).resolve().parents[2] / "results" / "study"
+#: Name prefix of the merged files of a compacted store (:meth:`ResultsStore.compact`).
+PART_PREFIX = "part-"
 #: Packages whose versions every run records.
 RECORDED_PACKAGES = ("numpy", "pandas", "scipy", "torch", "ray", "duckdb", "pyarrow")
 
@@ -124,7 +130,22 @@ class ResultsStore:
 
     def has(self, job: Job) -> bool:
         """Whether ``job`` has a finished run here."""
-        return self._paths(run_id(job))[0].exists()
+        rid = run_id(job)
+        return self._paths(rid)[0].exists() or rid in self._compacted_ids()
+
+    def finished_ids(self) -> set[str]:
+        """The ids of every finished run (one file each, or in a compacted part)."""
+        folder = self.root / "runs"
+        single = {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(PART_PREFIX)} \
+            if folder.exists() else set()
+        return single | self._compacted_ids()
+
+    def _compacted_ids(self) -> set[str]:
+        parts = sorted((self.root / "runs").glob(f"{PART_PREFIX}*.parquet")) if (self.root / "runs").exists() else []
+        ids: set[str] = set()
+        for part in parts:
+            ids.update(pd.read_parquet(part, columns=["run_id"])["run_id"])
+        return ids
 
     def save(self, job: Job, result: RunResult, *, grid: str = "", commit: str | None = None) -> str:
         """Store a finished run; returns its id. The per-query file is written before the run
@@ -188,22 +209,59 @@ class ResultsStore:
 
     def runs(self) -> pd.DataFrame:
         """Every finished run, one row each (empty when the store is)."""
-        return self.sql("SELECT * FROM runs ORDER BY run_id")
+        # A compaction killed before it removed the single files leaves a run twice: keep one.
+        return self.sql("SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_id) = 1 ORDER BY run_id")
 
     def query_values(self, run_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
         """The per-query values of the given runs, by run id."""
-        out = {}
+        out: dict[str, pd.DataFrame] = {}
+        missing = []
         for rid in run_ids:
             path = self._paths(rid)[1]
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: the run {rid} has no per-query file; the store is incomplete. "
-                                        "Rerun the study (it redoes only what is missing).")
-            out[rid] = pd.read_parquet(path)
-        return out
+            if path.exists():
+                out[rid] = pd.read_parquet(path)
+            else:
+                missing.append(rid)
+        parts = sorted((self.root / "queries").glob(f"{PART_PREFIX}*.parquet")) if missing else []
+        for part in parts:
+            table = pd.read_parquet(part, filters=[("run_id", "in", missing)])
+            for rid, rows in table.groupby("run_id", sort=False):
+                rows = rows.drop(columns="run_id").dropna(axis="columns", how="all").reset_index(drop=True)
+                out[str(rid)] = rows.astype({c: "int64" for c in ("query", "rank", "hour") if c in rows})
+        lost = [rid for rid in missing if rid not in out]
+        if lost:
+            raise FileNotFoundError(f"{self.root}: no per-query values of {lost[:3]}{' ...' if len(lost) > 3 else ''}; "
+                                    "the store is incomplete. Rerun the study (it redoes only what is missing).")
+        return {rid: out[rid] for rid in run_ids}
+
+    def compact(self, keep_queries: set[str] | None = None) -> dict[str, int]:
+        """Merge every run's files into one Parquet part for the runs and one for their queries
+        (what a store committed with a book should be: a few files, not thousands).
+
+        Args:
+            keep_queries: run ids whose per-query values are kept (for example the chosen
+                settings' runs, which every table uses); ``None`` keeps all.
+
+        The parts are written (atomically) before the single files are removed; the store stays
+        readable and resumable, and a compaction killed midway leaves every run readable.
+        """
+        runs = self.runs()
+        ids = runs["run_id"].tolist()
+        kept = [rid for rid in ids if keep_queries is None or rid in keep_queries]
+        queries = self.query_values(kept)
+        long = pd.concat([q.assign(run_id=rid) for rid, q in queries.items()], ignore_index=True) if queries else \
+            pd.DataFrame({"run_id": pd.Series(dtype="string")})
+        tag = settings_hash({"runs": ids, "queries": kept})
+        old = [p for folder in ("runs", "queries") for p in (self.root / folder).glob("*.parquet")]
+        _atomic_write(self.root / "queries" / f"{PART_PREFIX}{tag}.parquet", lambda p: long.to_parquet(p, index=False))
+        _atomic_write(self.root / "runs" / f"{PART_PREFIX}{tag}.parquet", lambda p: runs.to_parquet(p, index=False))
+        for path in old:
+            if not path.name.startswith(f"{PART_PREFIX}{tag}"):
+                path.unlink()
+        return {"runs": len(ids), "runs with queries": len(kept)}
 
     def __len__(self) -> int:
-        folder = self.root / "runs"
-        return len(list(folder.glob("*.parquet"))) if folder.exists() else 0
+        return len(self.finished_ids())
 
 
-__all__ = ["DEFAULT_STORE", "RECORDED_PACKAGES", "ResultsStore", "environment", "git_commit", "run_id"]
+__all__ = ["DEFAULT_STORE", "PART_PREFIX", "RECORDED_PACKAGES", "ResultsStore", "environment", "git_commit", "run_id"]

@@ -196,3 +196,21 @@ def test_the_full_gowalla_log_goes_through_duckdb(register, monkeypatch):
     np.testing.assert_array_equal(task.queries("test").target, expected.queries("test").target)
     np.testing.assert_array_equal(task.queries("val").history_poi, expected.queries("val").history_poi)
     assert len(task.queries("test")) > 0
+
+
+def test_a_compacted_store_reads_resumes_and_keeps_the_chosen_runs(tmp_path):
+    from stlab.study.report import final_runs, leaderboard
+
+    runner.run_study(TINY, tmp_path, executor="local", progress=False, log=lambda _: None)
+    store = ResultsStore(tmp_path)
+    before = leaderboard(store, "synthetic", "book", num_resamples=200)
+    chosen = set(final_runs(store)["run_id"])
+    assert store.compact(keep_queries=chosen) == {"runs": 5, "runs with queries": len(chosen)}
+    assert len(list((tmp_path / "runs").glob("*.parquet"))) == 1 == len(list((tmp_path / "queries").glob("*.parquet")))
+    assert len(store) == 5 and len(store.runs()) == 5
+    pd.testing.assert_frame_equal(leaderboard(store, "synthetic", "book", num_resamples=200), before)
+    again = runner.run_study(TINY, tmp_path, executor="local", progress=False, log=lambda _: None)
+    assert again.finished == 0 and again.skipped == 5
+    dropped = sorted(set(store.runs()["run_id"]) - chosen)
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        store.query_values(dropped[:1])
