@@ -288,7 +288,8 @@ def forecaster_factory(name: str, settings: dict[str, Any], seed: int, series: A
 
     family("forecast", name)
     if name == "seasonal-naive":
-        return lambda: SeasonalNaiveForecaster(setup.season)
+        # A missing reading a season ago would be a missing forecast: fill the past causally first.
+        return lambda: CausallyFilled(SeasonalNaiveForecaster(setup.season))
     if name == "historical-average":
         return lambda: HistoricalAverageForecaster(setup.average_season)
     if name == "lstm-per-node":
