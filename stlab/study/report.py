@@ -74,10 +74,11 @@ def _segments(store: ResultsStore, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def leaderboard(store: ResultsStore, dataset: str, preset: str, *, num_resamples: int = 2000, seed: int = 0,
-                runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per model on ``dataset`` under ``preset``: each metric with its 95 % interval
-    (bootstrap over test queries), the spread of MRR across seeds, the chosen setting and the
-    cost, best MRR first."""
+                runs: pd.DataFrame | None = None, metrics: Sequence[str] = LEADERBOARD_METRICS) -> pd.DataFrame:
+    """One row per model on ``dataset`` under ``preset``: each of ``metrics`` (MRR always) with
+    its 95 % interval (bootstrap over test queries), the spread of MRR across seeds, the chosen
+    setting and the cost, best MRR first."""
+    metrics = tuple(dict.fromkeys([*metrics, "MRR"]))
     final = runs if runs is not None else final_runs(store, kind="next-visit")
     cell = final[(final["dataset"] == dataset) & (final["preset"] == preset)]
     if cell.empty:
@@ -86,11 +87,11 @@ def leaderboard(store: ResultsStore, dataset: str, preset: str, *, num_resamples
     rows = []
     for label, model_ranks in ranks.items():
         runs_of = cell[cell["label"] == label]
-        intervals = bootstrap_intervals(per_query_metrics(model_ranks, STUDY_KS), num_resamples=num_resamples,
-                                        seed=seed)
+        per_query = per_query_metrics(model_ranks, STUDY_KS)
+        intervals = bootstrap_intervals({m: per_query[m] for m in metrics}, num_resamples=num_resamples, seed=seed)
         spread = seed_spread(runs_of["test_MRR"].to_numpy())
         row: dict[str, Any] = {"model": label}
-        for metric in LEADERBOARD_METRICS:
+        for metric in metrics:
             row[metric] = intervals.loc[metric, "point"]
             row[f"{metric} low"], row[f"{metric} high"] = intervals.loc[metric, "low"], intervals.loc[metric, "high"]
         row.update({"MRR seed sd": spread["sd"], "seeds": len(runs_of), "chosen": runs_of["chosen"].iloc[0],
