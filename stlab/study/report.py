@@ -44,7 +44,11 @@ def final_runs(store: ResultsStore, *, kind: str | None = None) -> pd.DataFrame:
         score = first["val_MRR"] if k == "next-visit" else -first["val_MAE"]
         if score.isna().all():
             continue
-        best = first.loc[score.idxmax(), "settings_id"]
+        # Settings that tie on validation: the runner gave its seeds to the first in the grid's
+        # order, which is the tied setting with the most runs here.
+        tied = first.loc[score == score.max(), "settings_id"]
+        runs_per_setting = cell_runs["settings_id"].value_counts()
+        best = max(tied, key=lambda sid: runs_per_setting[sid])
         keep.append(cell_runs[cell_runs["settings_id"] == best])
     if not keep:
         return runs.iloc[:0]
