@@ -154,6 +154,12 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"fit_s": "fit s (mean)", "peak_mb": "peak MB"}))
 
 
+def _minutes(label: str) -> float:
+    """``"15 min"`` -> 15, ``"2 h"`` -> 120: how far ahead a step label is."""
+    number, unit = label.split()
+    return float(number) * (60 if unit == "h" else 1)
+
+
 def forecast_leaderboard(store: ResultsStore, dataset: str, *, num_resamples: int = 2000, seed: int = 0,
                          runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """MAE at each reported horizon with its 95 % interval (bootstrap over forecast origins),
@@ -163,7 +169,7 @@ def forecast_leaderboard(store: ResultsStore, dataset: str, *, num_resamples: in
     if cell.empty:
         raise ValueError(f"the store has no forecasting runs of {dataset!r}")
     first = store.query_values([cell["run_id"].iloc[0]])[cell["run_id"].iloc[0]]
-    steps = [c.split("@", 1)[1] for c in first.columns if c.startswith("abs_error@")]
+    steps = sorted((c.split("@", 1)[1] for c in first.columns if c.startswith("abs_error@")), key=_minutes)
     rows = []
     for label, group in cell.groupby("label", sort=False):
         row: dict[str, Any] = {"model": label}
