@@ -253,11 +253,16 @@ class ResultsStore:
             pd.DataFrame({"run_id": pd.Series(dtype="string")})
         tag = settings_hash({"runs": ids, "queries": kept})
         old = [p for folder in ("runs", "queries") for p in (self.root / folder).glob("*.parquet")]
-        _atomic_write(self.root / "queries" / f"{PART_PREFIX}{tag}.parquet", lambda p: long.to_parquet(p, index=False))
-        _atomic_write(self.root / "runs" / f"{PART_PREFIX}{tag}.parquet", lambda p: runs.to_parquet(p, index=False))
-        for path in old:
-            if not path.name.startswith(f"{PART_PREFIX}{tag}"):
-                path.unlink()
+        # One query part per data set keeps every file small enough to commit and diff.
+        dataset_of = runs.set_index("run_id")["dataset"]
+        written = []
+        for number, (_, rows) in enumerate(long.groupby(long["run_id"].map(dataset_of), sort=True)):
+            written.append(self.root / "queries" / f"{PART_PREFIX}{tag}-{number}.parquet")
+            _atomic_write(written[-1], lambda p, rows=rows: rows.to_parquet(p, index=False, compression="zstd"))
+        written.append(self.root / "runs" / f"{PART_PREFIX}{tag}.parquet")
+        _atomic_write(written[-1], lambda p: runs.to_parquet(p, index=False, compression="zstd"))
+        for path in set(old) - set(written):
+            path.unlink()
         return {"runs": len(ids), "runs with queries": len(kept)}
 
     def __len__(self) -> int:
