@@ -27,11 +27,12 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install book test rerun data clean bench serve study
+.PHONY: help install book test test-browser browser rerun data clean bench serve study
 
 help:
 	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
+	@echo "make test-browser   after make book: every page in headless Chromium, screenshots in _build/screens"
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
 	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
 	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service, cleaning out of core"
@@ -67,6 +68,29 @@ test: $(STAMP)
 	@# Two workers on two cores: one math thread each, or torch and TensorFlow oversubscribe the CPU.
 	$(VENV)/bin/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# The built site in a real browser: Playwright drives the system Chromium (no browser download);
+# CHROMIUM=/path/to/chrome picks another one.
+CHROMIUM ?=
+export CHROMIUM
+FIND_CHROMIUM := command -v chromium || command -v chromium-browser || command -v google-chrome
+
+test-browser: $(STAMP) browser
+	@test -f _build/html/intro.html || { echo "No built book in _build/html: run make book first."; exit 2; }
+	@rm -rf _build/screens
+	STLAB_BROWSER=1 $(PY) -m pytest tests/site -n 2 $(PYTEST_ARGS)
+	@echo "Screenshots of every page: _build/screens/ ($$(ls _build/screens | wc -l) files)"
+
+# Debian's chromium, installed when this machine allows it; otherwise a message that says how.
+browser:
+	@if [ -n "$${CHROMIUM}" ] || { $(FIND_CHROMIUM); } >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q chromium >/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get install -y -q chromium >/dev/null \
+	  || { sudo apt-get update -q >/dev/null && sudo apt-get install -y -q chromium >/dev/null; }; \
+	else echo "The browser tests need Chromium: install it (Debian/Ubuntu: sudo apt-get install chromium)" \
+	  "or name one with CHROMIUM=/path/to/chrome."; exit 2; fi; \
+	{ $(FIND_CHROMIUM); } >/dev/null || { echo "Installing chromium gave no chromium command; set CHROMIUM=/path/to/chrome."; exit 2; }
 
 # PARAMS travels in the environment, so values such as (16,64) are not read as shell syntax.
 rerun: export STLAB_RERUN_PARAMS := $(PARAMS)
