@@ -16,6 +16,8 @@ PARAMS ?=
 GRID ?= default
 STUDY_ARGS ?=
 PYTEST_ARGS ?=
+# Chapters executed at once before the HTML build (tools/execute_chapters.py); 1 = one by one.
+JOBS ?= 1
 
 # Kernels run inside chapters/, so a relative data folder is made absolute here.
 ifneq ($(strip $(STLAB_DATA)),)
@@ -30,7 +32,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help install book test test-browser browser rerun data clean bench serve study
 
 help:
-	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline)"
+	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline; JOBS=4 runs chapters in parallel)"
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make test-browser   after make book: every page in headless Chromium, screenshots in _build/screens"
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
@@ -60,7 +62,15 @@ book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 	@# Executed outputs depend on the data set, which the notebook cache cannot see.
 	@if [ "$$(cat _build/.dataset 2>/dev/null)" != "$(DATASET)" ]; then rm -rf _build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute; fi
 	@echo "$(DATASET)" > _build/.dataset
-	@STLAB_DATASET="$(DATASET)" $(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log \
+	@# Kernels log only errors: their one warning (plain-TCP sockets to this machine) is noise here.
+	@mkdir -p _build/ipython/profile_default
+	@echo 'c.IPKernelApp.log_level = "ERROR"' > _build/ipython/profile_default/ipython_kernel_config.py
+	@# Chapters run first (JOBS at once) into the notebook cache; the build below only renders them.
+	@IPYTHONDIR="$(CURDIR)/_build/ipython" STLAB_DATASET="$(DATASET)" \
+	  $(PY) tools/execute_chapters.py --jobs "$(JOBS)" 2>&1 | tee _build/execute.log \
+	  || echo "A chapter failed: the build below runs it again and reports the error."
+	@IPYTHONDIR="$(CURDIR)/_build/ipython" STLAB_DATASET="$(DATASET)" \
+	  $(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log \
 	  || { echo; echo "Book build FAILED. Cell errors and tracebacks: _build/html/reports/ (log: _build/book.log)"; exit 1; }
 	@echo "Book built: _build/html/index.html   (execution reports, if any: _build/html/reports/)"
 

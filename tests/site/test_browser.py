@@ -126,9 +126,31 @@ def test_search_finds_a_term_from_a_chapter(page, site_url):
 CHAPTER_PAGES = [name for name in pages() if re.fullmatch(r"chapters/\d\d-.*\.html", name)]
 
 
+CHAPTER_SHAPE = """() => {
+  const article = document.querySelector('article') || document.body;
+  const admonitions = Array.from(article.querySelectorAll('.admonition'));
+  const sections = Array.from(article.querySelectorAll('section > h2')).map(h => h.textContent.replace(/[#¶]/g, '').trim());
+  const firstSection = article.querySelector('section section');
+  const opening = admonitions.length ? admonitions[0] : null;
+  return {opening: opening ? opening.querySelector('.admonition-title').textContent.trim() : null,
+          openingBeforeSections: !!(opening && firstSection &&
+             (opening.compareDocumentPosition(firstSection) & Node.DOCUMENT_POSITION_FOLLOWING)),
+          last: sections[sections.length - 1] || null,
+          wide: Array.from(article.querySelectorAll('.cell_input pre')).filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+                  .map(pre => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 100))};
+}"""
+
+
 @pytest.mark.parametrize("name", CHAPTER_PAGES)
-def test_every_chapter_offers_its_notebook_and_its_text(page, site_url, name):
+def test_every_chapter_has_its_shape_fits_the_page_and_offers_downloads(page, site_url, name):
     page.goto(f"{site_url}/{name}", wait_until="load")
+    shape = page.evaluate(CHAPTER_SHAPE)
+    assert shape["opening"] == "In this chapter" and shape["openingBeforeSections"], \
+        f"{name}: the page should open with its objectives box ('In this chapter'), found {shape['opening']!r}"
+    assert shape["last"] is not None and shape["last"].endswith("Exercises"), \
+        f"{name}: the page should end with its exercises, its last section is {shape['last']!r}"
+    assert not shape["wide"], f"{name}: code cells wider than the page (longest lines): {shape['wide'][:5]}"
+
     downloads = page.evaluate("() => Array.from(document.querySelectorAll('a[href*=\"_sources/\"]')).map(a => a.href)")
     stem = Path(name).stem
     notebook = [link for link in downloads if link.endswith(f"{stem}.ipynb")]
