@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 DATASET ?=
 CHAPTER ?=
 PARAMS ?=
-# The study's grid (default, full, reduced, smoke) and more options, e.g. STUDY_ARGS="--set seeds=5".
+# The study's grid (default, large, others, full, reduced, smoke) and more options, e.g. STUDY_ARGS="--set seeds=5".
 GRID ?= default
 STUDY_ARGS ?=
 PYTEST_ARGS ?=
@@ -38,7 +38,7 @@ help:
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
 	@echo "make data      fetch and verify every registered data set that can be reached (into the cache)"
 	@echo "make bench     time the book build, each chapter, the tests, SARIMA, recurrent, attention and graph training, the service, cleaning out of core"
-	@echo "make study     run the study's grid into results/study, resumable (GRID=full; STLAB_RAY_ADDRESS=<cluster>)"
+	@echo "make study     run the study's default grid into results/study, resumable (GRID=large|others|full; STLAB_RAY_ADDRESS=<cluster>)"
 	@echo "make serve     run the recommendation service on 127.0.0.1:8000 (SERVE_ARGS=\"--data synthetic\")"
 	@echo "make clean     remove build outputs (keeps .venv and the data cache)"
 
