@@ -61,23 +61,14 @@ def cold_build(env: dict[str, str], jobs: int) -> tuple[float, dict[str, float]]
 
 
 def slowest_cells(count: int = 3) -> list[tuple[str, float, str]]:
-    """The slowest cells of every chapter, from the start and end times recorded in the build's cache."""
-    from datetime import datetime
-
+    """The slowest cells of every chapter, from the seconds tools/execute_chapters.py kept in the cache."""
     from jupyter_cache import get_cache
 
     cache = get_cache(str(ROOT / "_build" / ".jupyter_cache"))
     out = []
     for record in cache.list_cache_records():
-        notebook = cache.get_cache_bundle(record.pk).nb
-        timings = []
-        for cell in notebook.cells:
-            stamps = cell.get("metadata", {}).get("execution", {})
-            if cell.cell_type == "code" and "iopub.execute_input" in stamps and "shell.execute_reply" in stamps:
-                seconds = (datetime.fromisoformat(stamps["shell.execute_reply"].replace("Z", "+00:00"))
-                           - datetime.fromisoformat(stamps["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
-                first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
-                timings.append((Path(record.uri).stem, seconds, first[:70]))
+        timings = [(Path(record.uri).stem, float(seconds), first)
+                   for seconds, first in record.data.get("cell_seconds", [])]
         out += sorted(timings, key=lambda row: -row[1])[:count]
     return sorted(out, key=lambda row: -row[1])
 

@@ -4,8 +4,9 @@
 ``_build/.jupyter_cache`` and only renders. Each chapter is read exactly as myst-nb reads it
 (its MyST reader) and run exactly as myst-nb runs it (jupyter-cache's ``single_nb_execution``, in
 the chapter's folder), so the cache entry is the one the build looks up: same code cells, same
-kernel, same outputs. Chapters already cached are skipped. Every cell's start and end are recorded
-in the executed notebook (``benchmarks/bench_book.py`` lists the slowest cells from them).
+kernel, same outputs. Chapters already cached are skipped. Each code cell's seconds are kept in the
+cache record's data (``cell_seconds``; ``benchmarks/bench_book.py`` lists the slowest cells), not
+in the notebook: the cache's hash covers cell metadata, and the build would not find the entry.
 
 With ``--jobs`` above 1, each worker runs one chapter at a time with ``cores // jobs`` math threads, so
 parallel chapters do not oversubscribe the CPU; the longest chapters (by their last recorded time)
@@ -69,6 +70,23 @@ def _limit_threads(threads: int) -> None:
         os.environ[variable] = str(threads)
 
 
+def cell_seconds(notebook: nbformat.NotebookNode) -> list[tuple[float, str]]:
+    """Each code cell's seconds and first line, taken out of the timing metadata nbclient recorded."""
+    from datetime import datetime
+
+    out = []
+    for cell in notebook.cells:
+        stamps = cell.get("metadata", {}).pop("execution", {})
+        if cell.cell_type != "code":
+            continue
+        start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        seconds = ((datetime.fromisoformat(end.replace("Z", "+00:00"))
+                    - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds() if start and end else 0.0)
+        first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
+        out.append((round(seconds, 3), first[:80]))
+    return out
+
+
 def execute(path: str, timeout: int) -> tuple[str, float, str | None, dict[str, Any]]:
     """Run one chapter in its own folder; return its path, seconds, error text and executed notebook."""
     from jupyter_cache.executors.utils import single_nb_execution
@@ -121,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             # Cache entries are written here, in one process, so the cache's database sees one writer.
             stage = cache.add_nb_to_project(path, read_data={"name": "myst_nb_md", "type": "plugin"})
-            cache.cache_notebook_bundle(CacheBundleIn(notebook, stage.uri, data={"execution_seconds": seconds}),
+            timings = cell_seconds(notebook)
+            cache.cache_notebook_bundle(CacheBundleIn(notebook, stage.uri,
+                                                      data={"execution_seconds": seconds, "cell_seconds": timings}),
                                         check_validity=False, overwrite=True)
             print(f"executed {name} in {seconds:.1f} s")
     print(f"{len(todo) - len(failed)} chapter(s) executed in {time.perf_counter() - start:.1f} s wall"
