@@ -1,7 +1,7 @@
 """The reference models every later next-visit chapter compares with, trained once.
 
 Chapter 4's tuned baselines, chapter 7's LSTM and chapter 8's Transformer are the numbers to
-beat from chapter 8 on; chapter 9 also reuses chapter 8's fitted Transformer itself
+beat from chapter 6 on (chapter 7 also sets chapter 6's Keras LSTM beside its own); chapter 9 also reuses chapter 8's fitted Transformer itself
 (:func:`transformer_model`).
 Their chapters fit them and store what a comparison needs (:class:`stlab.runcache.RankedRun`:
 ranks of every validation and test query, fit seconds); later chapters read them back through
@@ -100,6 +100,40 @@ def lstm_run(task: NextVisitTask, config: RecurrentConfig) -> RankedRun:
     return cached_run(task, recurrent_settings(config), compute)
 
 
+def keras_recurrent_settings(config: RecurrentConfig, backend: str) -> dict[str, Any]:
+    """The cache settings of a Keras recurrent next-POI model on Keras backend ``backend``."""
+    return {**_model_settings("recurrent-keras", config), "backend": backend}
+
+
+def _keras_run(model: NextVisitModel, task: NextVisitTask, fit_seconds: float) -> RankedRun:
+    history = model.history_  # type: ignore[attr-defined]
+    return ranked(model, task, fit_seconds, epochs=len(history), seconds_per_epoch=float(history["seconds"].mean()))
+
+
+def store_keras_recurrent(task: NextVisitTask, model: NextVisitModel, fit_seconds: float) -> RankedRun:
+    """Store chapter 6's fitted Keras LSTM for chapter 7's side-by-side; returns its run."""
+    import keras
+
+    run = _keras_run(model, task, fit_seconds)
+    store_runs(task, keras_recurrent_settings(model.config, keras.backend.backend()), [run])  # type: ignore[attr-defined]
+    return run
+
+
+def keras_recurrent_run(task: NextVisitTask, config: RecurrentConfig) -> RankedRun:
+    """Chapter 6's Keras recurrent model with ``config``, from the cache or fitted now (on the
+    Keras backend of this process; Keras is seeded and deterministic on a CPU)."""
+    import keras
+
+    def compute() -> RankedRun:
+        from stlab.models.keras.nextvisit import RecurrentNextVisit  # Keras model code only on a miss
+
+        start = time.perf_counter()
+        model = RecurrentNextVisit(config).fit(task)
+        return _keras_run(model, task, time.perf_counter() - start)
+
+    return cached_run(task, keras_recurrent_settings(config, keras.backend.backend()), compute)
+
+
 def transformer_settings(config: TransformerConfig) -> dict[str, Any]:
     """The cache settings of a PyTorch space-time Transformer next-POI model."""
     return _model_settings("transformer-pytorch", config)
@@ -142,6 +176,6 @@ def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun
     return cached_run(task, transformer_settings(config), compute)
 
 
-__all__ = ["baseline_runs", "baseline_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
-           "store_baselines", "store_recurrent", "store_transformer", "transformer_model", "transformer_run",
+__all__ = ["baseline_runs", "baseline_settings", "keras_recurrent_run", "keras_recurrent_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
+           "store_baselines", "store_keras_recurrent", "store_recurrent", "store_transformer", "transformer_model", "transformer_run",
            "transformer_settings"]

@@ -66,6 +66,21 @@ def test_chapter_shape(chapter):
     assert exercises and exercises == solutions
 
 
+#: Characters of code that fit a code cell of the built page at a 1280-pixel-wide window
+#: (the book's stylesheet sets the code font so that they do; make test-browser checks it).
+MAX_CODE_WIDTH = 88
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_code_fits_the_page(chapter):
+    import jupytext
+
+    wide = [f"cell {number}: {line}" for number, cell in enumerate(jupytext.read(chapter).cells)
+            if cell.cell_type == "code" for line in cell.source.splitlines() if len(line) > MAX_CODE_WIDTH]
+    assert not wide, (f"{len(wide)} code line(s) over {MAX_CODE_WIDTH} characters "
+                      f"(ruff format --line-length {MAX_CODE_WIDTH}, then split strings): {wide[:5]}")
+
+
 MAX_MODULE_LINES = 700
 
 

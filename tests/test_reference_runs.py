@@ -83,3 +83,23 @@ def test_a_stored_transformer_model_comes_back_with_the_same_scores(task, monkey
     np.testing.assert_array_equal(run.ranks["test"], first.ranks["test"])
     with pytest.raises(ValueError, match="do not fit this model"):
         TransformerNextVisit(config).import_weights(task, {"poi_embedding.weight": np.zeros((3, 8))})
+
+
+@pytest.mark.slow
+def test_a_stored_keras_lstm_comes_back_and_equals_a_fresh_fit(task, monkeypatch):
+    """Chapter 6 stores its Keras LSTM; chapter 7 reads it back: same ranks as fitting again."""
+    keras_nextvisit = pytest.importorskip("stlab.models.keras.nextvisit")
+    config = RecurrentConfig(hidden_size=8, num_epochs=1, batch_size=64, progress=False, seed=0)
+    model = keras_nextvisit.RecurrentNextVisit(config).fit(task)
+    stored = reference_runs.store_keras_recurrent(task, model, fit_seconds=1.0)
+    assert stored.details["epochs"] == len(model.history_)
+    fresh = reference_runs._keras_run(keras_nextvisit.RecurrentNextVisit(config).fit(task), task, 1.0)
+    np.testing.assert_array_equal(stored.ranks["test"], fresh.ranks["test"])  # deterministic on a CPU
+    monkeypatch.setattr(keras_nextvisit.RecurrentNextVisit, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    again = reference_runs.keras_recurrent_run(task, RecurrentConfig(hidden_size=8, num_epochs=1, batch_size=64,
+                                                                      progress=True, seed=0))
+    np.testing.assert_array_equal(again.ranks["val"], stored.ranks["val"])
+    assert again.details == stored.details
+    other = RecurrentConfig(hidden_size=16, num_epochs=1, batch_size=64, progress=False, seed=0)
+    assert reference_runs.keras_recurrent_settings(other, "tensorflow") != \
+        reference_runs.keras_recurrent_settings(config, "tensorflow")
