@@ -43,7 +43,9 @@ def _unavailable(reason: str) -> None:
     pytest.fail(reason, pytrace=False)
 
 
-@pytest.fixture(autouse=True)
+# Session scope: pytest sets up wider-scoped fixtures first, so a function-scoped guard would come
+# after the session's server and browser.
+@pytest.fixture(autouse=True, scope="session")
 def only_with_make_test_browser() -> None:
     if os.environ.get("STLAB_BROWSER") != "1":
         pytest.skip("the built site is tested by make test-browser, after make book")
