@@ -203,6 +203,36 @@ class SeasonalNaiveForecaster(_HistoryForecaster):
         return Forecast(mean, lower, upper, level)
 
 
+def nanquantile_first_axis(values: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanquantile(values, q, axis=0)`` (linear method), vectorised over the other axes.
+
+    NumPy's ``nanquantile`` handles each column in a Python-level loop when any value is
+    missing, which made the historical average's intervals the slowest part of a
+    rolling-origin evaluation on a large network. This sorts once and interpolates every
+    column at the same time, with NumPy's own formulas, so the results are identical.
+    A column with no finite value gives ``NaN``.
+
+    Shapes:
+        ``values``: ``[S, ...]``; returns ``[...]``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    ordered = np.sort(values, axis=0)  # NaNs sort last
+    count = np.sum(~np.isnan(values), axis=0)  # [...]
+    virtual = (count - 1) * np.float64(q)  # NumPy's "linear" virtual index
+    previous = np.floor(virtual)
+    at_end = virtual >= count - 1  # q = 1, or a single value: the largest value itself
+    lower_index = np.where(at_end, count - 1, previous).clip(0).astype(np.intp)
+    upper_index = np.where(at_end, count - 1, previous + 1).clip(0).astype(np.intp)
+    below = np.take_along_axis(ordered, lower_index[None], axis=0)[0]
+    above = np.take_along_axis(ordered, upper_index[None], axis=0)[0]
+    gamma = virtual - previous
+    difference = above - below
+    result = below + difference * gamma  # NumPy's _lerp, both branches
+    result = np.where(gamma >= 0.5, above - difference * (1 - gamma), result)
+    result = np.where(at_end, below, result)
+    return np.where(count == 0, np.nan, result)
+
+
 class HistoricalAverageForecaster(_HistoryForecaster):
     """Mean of all training values at the same seasonal position (for example hour of week).
 
@@ -237,8 +267,8 @@ class HistoricalAverageForecaster(_HistoryForecaster):
             # A position never observed (NaN everywhere) is a genuine gap; keep its NaN quietly.
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(needed, axis=0)
-            lower = np.nanquantile(needed, 0.5 - level / 2, axis=0)
-            upper = np.nanquantile(needed, 0.5 + level / 2, axis=0)
+            lower = nanquantile_first_axis(needed, 0.5 - level / 2)
+            upper = nanquantile_first_axis(needed, 0.5 + level / 2)
         return Forecast(mean, lower, upper, level)
 
 

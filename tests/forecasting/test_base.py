@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from stlab.forecasting import (ColumnwiseForecaster, Forecaster, HistoricalAverageForecaster, NaiveForecaster,
                                PoissonEvolutionModel, SarimaForecaster, SeasonalNaiveForecaster, check_new_rows)
+from stlab.forecasting.base import nanquantile_first_axis
 
 
 
@@ -35,6 +38,30 @@ def test_historical_average_averages_the_same_position():
     np.testing.assert_allclose(model.forecast(4).mean, [3, 13, 23, 3])
     model.update([9.0])  # the origin moves by one: next is position 1
     np.testing.assert_allclose(model.forecast(2).mean, [13, 23])
+
+
+def test_vectorised_nanquantile_equals_numpys_exactly():
+    # Random shapes, missing shares from none to all, ties, one value, q at both ends.
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        shape = (int(rng.integers(1, 12)),) + tuple(rng.integers(1, 5, size=rng.integers(0, 3)))
+        values = np.round(rng.normal(size=shape) * rng.choice([1e-3, 1.0, 1e3]), int(rng.integers(0, 4)))
+        values[rng.random(shape) < rng.random()] = np.nan
+        q = float(rng.choice([0.0, 0.05, 0.5, 0.95, 1.0, rng.random()]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            expected = np.nanquantile(values, q, axis=0)
+        np.testing.assert_array_equal(nanquantile_first_axis(values, q), expected)
+
+
+def test_historical_average_interval_is_the_empirical_quantile_of_its_position():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(24 * 10, 3))
+    y[rng.random(y.shape) < 0.2] = np.nan
+    forecast = HistoricalAverageForecaster(24).fit(y).forecast(5, level=0.8)
+    folded = y.reshape(10, 24, 3)[:, :5]  # the next five positions, every day
+    np.testing.assert_allclose(forecast.lower, np.nanquantile(folded, 0.1, axis=0))
+    np.testing.assert_allclose(forecast.upper, np.nanquantile(folded, 0.9, axis=0))
 
 
 def test_update_is_the_same_as_fitting_on_everything():
