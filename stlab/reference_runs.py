@@ -1,7 +1,8 @@
 """The reference models every later next-visit chapter compares with, trained once.
 
 Chapter 4's tuned baselines, chapter 7's LSTM and chapter 8's Transformer are the numbers to
-beat from chapter 6 on (chapter 7 also sets chapter 6's Keras LSTM beside its own); chapter 9 also reuses chapter 8's fitted Transformer itself
+beat from chapter 6 on (chapter 7 also sets chapter 6's Keras LSTM and Keras forecaster beside
+its own: :func:`keras_recurrent_run`, :func:`keras_forecast_run`); chapter 9 also reuses chapter 8's fitted Transformer itself
 (:func:`transformer_model`).
 Their chapters fit them and store what a comparison needs (:class:`stlab.runcache.RankedRun`:
 ranks of every validation and test query, fit seconds); later chapters read them back through
@@ -23,9 +24,12 @@ from stlab.baselines import BaselineGrid, TunedBaselines, tuned_baselines
 from stlab.models.attention.config import TransformerConfig
 from stlab.models.recurrent import RecurrentConfig, RecurrentNextVisitBase
 from stlab.protocol import NextVisitModel, NextVisitTask, query_ranks
-from stlab.runcache import RankedRun, cached_run, cached_runs, load_runs, load_weights, run_key, save_weights, store_runs
+from stlab.models.windows.config import ForecasterConfig
+from stlab.runcache import (RankedRun, cached_forecast, cached_run, cached_runs, forecast_key, load_runs, load_weights,
+                            run_key, save_forecast, save_weights, store_runs)
 
 if TYPE_CHECKING:
+    from stlab.forecasting.evaluation import RollingOriginResult
     from stlab.models.torch.attention import TransformerNextVisit
 
 #: Settings fields that change where or how visibly a model trains, not what it computes.
@@ -134,6 +138,50 @@ def keras_recurrent_run(task: NextVisitTask, config: RecurrentConfig) -> RankedR
     return cached_run(task, keras_recurrent_settings(config, keras.backend.backend()), compute)
 
 
+def keras_forecast_settings(config: ForecasterConfig, backend: str, *, initial: int, horizon: int,
+                            step: int) -> dict[str, Any]:
+    """The cache settings of chapter 6's Keras forecaster evaluated from rolling origins."""
+    described = {k: v for k, v in config.describe().items() if k not in _NOT_IN_KEY}
+    return {"kind": "forecaster-keras", "config": described, "backend": backend, "initial": initial,
+            "horizon": horizon, "step": step}
+
+
+def store_keras_forecast(y: Any, exog: Any, config: ForecasterConfig, result: RollingOriginResult,
+                         forecaster: Any, *, initial: int, horizon: int, step: int = 24) -> None:
+    """Store chapter 6's rolling-origin evaluation of its Keras forecaster (the fitted
+    ``forecaster`` gives the fit time and epochs) for chapter 7's side-by-side."""
+    import keras
+
+    settings = keras_forecast_settings(config, keras.backend.backend(), initial=initial, horizon=horizon, step=step)
+    save_forecast(forecast_key(y, exog, settings), result,
+                  {"fit_seconds": float(forecaster.fit_seconds_), "epochs": len(forecaster.history_)})
+
+
+def keras_forecast_run(y: Any, exog: Any, config: ForecasterConfig, *, initial: int, horizon: int,
+                       step: int = 24) -> tuple[RollingOriginResult, dict[str, Any]]:
+    """Chapter 6's Keras forecaster with ``config``, evaluated from rolling origins on ``y``
+    (regressors ``exog``): from the cache when chapter 6 stored this very evaluation, else
+    fitted and evaluated now (Keras is seeded and deterministic on a CPU). Returns the result and
+    ``{"fit_seconds", "epochs"}``."""
+    import keras
+
+    def compute() -> tuple[RollingOriginResult, dict[str, Any]]:
+        from stlab.forecasting import rolling_origin
+        from stlab.models.keras.forecast import KerasRecurrentForecaster  # Keras model code only on a miss
+
+        fitted: list[Any] = []
+
+        def make() -> KerasRecurrentForecaster:
+            fitted.append(KerasRecurrentForecaster(config))
+            return fitted[-1]
+
+        result = rolling_origin(y, make, initial=initial, horizon=horizon, step=step, exog=exog, progress=False)
+        return result, {"fit_seconds": float(fitted[0].fit_seconds_), "epochs": len(fitted[0].history_)}
+
+    settings = keras_forecast_settings(config, keras.backend.backend(), initial=initial, horizon=horizon, step=step)
+    return cached_forecast(y, exog, settings, compute)
+
+
 def transformer_settings(config: TransformerConfig) -> dict[str, Any]:
     """The cache settings of a PyTorch space-time Transformer next-POI model."""
     return _model_settings("transformer-pytorch", config)
@@ -176,6 +224,6 @@ def transformer_run(task: NextVisitTask, config: TransformerConfig) -> RankedRun
     return cached_run(task, transformer_settings(config), compute)
 
 
-__all__ = ["baseline_runs", "baseline_settings", "keras_recurrent_run", "keras_recurrent_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
-           "store_baselines", "store_keras_recurrent", "store_recurrent", "store_transformer", "transformer_model", "transformer_run",
+__all__ = ["baseline_runs", "baseline_settings", "keras_forecast_run", "keras_forecast_settings", "keras_recurrent_run", "keras_recurrent_settings", "lstm_run", "ranked", "recurrent_settings", "run_key_for_baselines",
+           "store_baselines", "store_keras_forecast", "store_keras_recurrent", "store_recurrent", "store_transformer", "transformer_model", "transformer_run",
            "transformer_settings"]

@@ -19,6 +19,10 @@ A model that a later chapter needs itself (not only its ranks) can also keep its
 (:func:`save_weights`, :func:`load_weights`: ``<key>.weights.npz``, the same safeguards).
 The checksum is verified on every use; a mismatch logs a warning and recomputes.
 
+Forecasting chapters share work the same way: :func:`cached_forecast` keeps a rolling-origin
+evaluation (:class:`stlab.forecasting.RollingOriginResult`) under a key over the series, its
+regressors, the evaluation's and the model's settings, and the code (``<key>.forecast.npz``).
+
 Introduced in chapter 8 (Self-attention for the next visit).
 """
 
@@ -209,5 +213,118 @@ def load_weights(key: str, root: Path | None = None) -> dict[str, np.ndarray] | 
         return None
 
 
-__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_run", "cached_runs", "code_fingerprint", "load_runs", "load_weights",
-           "run_key", "save_runs", "save_weights", "store_runs", "task_fingerprint"]
+# --------------------------------------------------------------------------- forecasting runs
+def series_fingerprint(y: Any, exog: Any = None) -> str:
+    """sha256 of a series (values and index) and of its regressors, for :func:`forecast_key`."""
+    h = hashlib.sha256()
+    for part in (y, exog):
+        if part is None:
+            h.update(b"none")
+            continue
+        if isinstance(part, (pd.Series, pd.DataFrame)):
+            h.update(pd.util.hash_pandas_object(part.index).to_numpy().tobytes())
+            names = part.columns if isinstance(part, pd.DataFrame) else [part.name]
+            h.update(json.dumps([str(c) for c in names]).encode())
+            part = part.to_numpy()
+        values = np.ascontiguousarray(np.asarray(part, dtype=np.float64))
+        h.update(str(values.shape).encode())
+        h.update(values.tobytes())
+    return h.hexdigest()
+
+
+def forecast_key(y: Any, exog: Any, settings: Mapping[str, Any]) -> str:
+    """The cache key of a rolling-origin evaluation: series, regressors, settings, code, format."""
+    payload = json.dumps({"series": series_fingerprint(y, exog), "settings": settings, "code": code_fingerprint(),
+                          "format": RUN_CACHE_FORMAT}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _forecast_paths(key: str, root: Path) -> tuple[Path, Path]:
+    folder = root / "runs"
+    return folder / f"{key}.forecast.npz", folder / f"{key}.forecast.json"
+
+
+_FORECAST_ARRAYS = ("forecasts", "actuals", "lower", "upper", "seconds", "refitted", "scale")
+
+
+def save_forecast(key: str, result: Any, details: Mapping[str, Any] | None = None, root: Path | None = None) -> None:
+    """Store a :class:`~stlab.forecasting.RollingOriginResult` (and JSON-able ``details``, such as
+    the fit time) under ``key``: its arrays in an ``.npz``, the rest in a JSON sidecar with the
+    arrays' sha256; each written atomically. Results with ``extra`` entries are not cached."""
+    if result.extra:
+        raise ValueError(f"{result.name}: a result with extra entries ({sorted(result.extra)}) cannot be cached")
+    data_path, meta_path = _forecast_paths(key, root or cache_dir())
+    origins = result.origins
+    timed = isinstance(origins, pd.DatetimeIndex)
+    arrays = {name: np.asarray(getattr(result, name)) for name in _FORECAST_ARRAYS if getattr(result, name) is not None}
+    arrays["origins"] = np.asarray(origins.asi8 if timed else origins.to_numpy(), dtype=np.int64)
+    with atomic_path(data_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    meta = {"name": result.name, "level": result.level, "season": result.season, "arrays": sorted(arrays),
+            "origins": {"datetime": timed, "tz": str(origins.tz) if timed and origins.tz else None,
+                        "unit": origins.unit if timed else None, "name": origins.name},
+            "details": dict(details or {}), "sha256": file_digest(data_path)}
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+
+
+def load_forecast(key: str, root: Path | None = None) -> tuple[Any, dict[str, Any]] | None:
+    """The result and details stored under ``key``, or ``None`` if absent or failing their checksum."""
+    from stlab.forecasting.evaluation import RollingOriginResult  # forecasting only when a forecast is read
+
+    data_path, meta_path = _forecast_paths(key, root or cache_dir())
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if file_digest(data_path) != meta["sha256"]:
+            log.warning("cached forecast %s fails its checksum; recomputing", data_path.name)
+            return None
+        with np.load(data_path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in meta["arrays"]}
+        kind = meta["origins"]
+        stamps = arrays.pop("origins")
+        if kind["datetime"]:  # int64 counts of the index's own unit since the epoch, in UTC
+            origins = pd.DatetimeIndex(stamps.astype(f"datetime64[{kind['unit']}]"), name=kind["name"])
+            if kind["tz"]:
+                origins = origins.tz_localize("UTC").tz_convert(kind["tz"])
+        else:
+            origins = pd.Index(stamps, name=kind["name"])
+        scale = arrays["scale"]
+        result = RollingOriginResult(
+            name=meta["name"], forecasts=arrays["forecasts"], actuals=arrays["actuals"],
+            lower=arrays.get("lower"), upper=arrays.get("upper"), level=float(meta["level"]), origins=origins,
+            seconds=arrays["seconds"], refitted=arrays["refitted"].astype(bool),
+            scale=scale[()] if scale.ndim == 0 else scale, season=int(meta["season"]))
+        return result, meta["details"]
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("cached forecast %s is unreadable (%s); recomputing", data_path.name, err)
+        return None
+
+
+def cached_forecast(y: Any, exog: Any, settings: Mapping[str, Any],
+                    compute: Callable[[], tuple[Any, Mapping[str, Any]]], *, root: Path | None = None,
+                    use_cache: bool = True) -> tuple[Any, dict[str, Any]]:
+    """A rolling-origin evaluation of ``y`` (with regressors ``exog``) under ``settings``: from the
+    cache when a verified copy exists, else ``compute()`` -- which returns the result and
+    JSON-able details -- stored for next time.
+
+    Args:
+        settings: JSON-able description of the model and of the evaluation (initial window,
+            horizon, step...): two calls share an entry only if these are equal.
+        use_cache: ``False`` always computes (and refreshes the entry).
+    """
+    key = forecast_key(y, exog, settings)
+    if use_cache:
+        found = load_forecast(key, root)
+        if found is not None:
+            return found
+    result, details = compute()
+    save_forecast(key, result, details, root)
+    return result, dict(details)
+
+
+__all__ = ["RUN_CACHE_FORMAT", "RankedRun", "cached_forecast", "cached_run", "cached_runs", "code_fingerprint",
+           "forecast_key", "load_forecast", "load_runs", "load_weights", "run_key", "save_forecast", "save_runs",
+           "save_weights", "series_fingerprint", "store_runs", "task_fingerprint"]

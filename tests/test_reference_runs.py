@@ -103,3 +103,39 @@ def test_a_stored_keras_lstm_comes_back_and_equals_a_fresh_fit(task, monkeypatch
     other = RecurrentConfig(hidden_size=16, num_epochs=1, batch_size=64, progress=False, seed=0)
     assert reference_runs.keras_recurrent_settings(other, "tensorflow") != \
         reference_runs.keras_recurrent_settings(config, "tensorflow")
+
+
+@pytest.mark.slow
+def test_a_stored_keras_forecast_comes_back_and_equals_a_fresh_evaluation(monkeypatch):
+    """Chapter 6 stores its Keras forecaster's evaluation; chapter 7 reads it back: the same
+    forecasts as evaluating again."""
+    import pandas as pd
+
+    keras_forecast = pytest.importorskip("stlab.models.keras.forecast")
+    from stlab.forecasting import rolling_origin
+    from stlab.models.windows import ForecasterConfig
+
+    rng = np.random.default_rng(3)
+    hours = pd.date_range("2024-01-01", periods=24 * 35, freq="h")
+    y = pd.Series(rng.poisson(20 + 10 * np.sin(np.arange(len(hours)) * 2 * np.pi / 24)), index=hours).astype(float)
+    calendar = pd.DataFrame({"workingday": (hours.dayofweek < 5).astype(float)}, index=hours)
+    config = ForecasterConfig(window=48, horizon=12, hidden_size=8, num_epochs=1, samples_per_epoch=64,
+                              seasonal_lags=(24,), clock_periods=(24,), seed=0)
+    fitted = []
+
+    def make():
+        fitted.append(keras_forecast.KerasRecurrentForecaster(config))
+        return fitted[-1]
+
+    initial = len(y) - 3 * 24
+    result = rolling_origin(y, make, initial=initial, horizon=12, exog=calendar, progress=False)
+    reference_runs.store_keras_forecast(y, calendar, config, result, fitted[0], initial=initial, horizon=12)
+    monkeypatch.setattr(keras_forecast.KerasRecurrentForecaster, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    again, details = reference_runs.keras_forecast_run(y, calendar, config, initial=initial, horizon=12)
+    np.testing.assert_array_equal(again.forecasts, result.forecasts)
+    np.testing.assert_array_equal(again.lower, result.lower)
+    assert again.origins.equals(result.origins)
+    assert details == {"fit_seconds": fitted[0].fit_seconds_, "epochs": len(fitted[0].history_)}
+    monkeypatch.undo()
+    fresh, _ = reference_runs.keras_forecast_run(y, calendar, config, initial=initial, horizon=12, step=12)
+    np.testing.assert_array_equal(fresh.forecasts[::2], result.forecasts)  # another step: evaluated again

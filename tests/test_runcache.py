@@ -86,3 +86,53 @@ def test_a_group_stored_elsewhere_is_found_again(small_task, tmp_path):
     again = cached_runs(small_task, {"group": 1}, lambda: pytest.fail("recomputed"), root=tmp_path)
     assert [r.name for r in again] == [r.name for r in runs] and again[1].fit_seconds == 2.0
     np.testing.assert_array_equal(again[0].ranks["test"], runs[0].ranks["test"])
+
+
+# --------------------------------------------------------------------------- forecasting runs
+def _evaluate(y, exog, calls):
+    from stlab.forecasting import HistoricalAverageForecaster, rolling_origin
+
+    def compute():
+        calls.append(1)
+        result = rolling_origin(y, lambda: HistoricalAverageForecaster(24), initial=24 * 7, horizon=12, step=12,
+                                exog=exog, progress=False)
+        return result, {"fit_seconds": 0.5}
+    return compute
+
+
+@pytest.mark.parametrize("tz", [None, "America/New_York", "positions"])
+def test_a_rolling_origin_evaluation_comes_back_exactly(tmp_path, tz):
+    import pandas as pd
+
+    from stlab.runcache import cached_forecast
+
+    rng = np.random.default_rng(0)
+    values = rng.poisson(5, 24 * 10).astype(float)
+    y = values if tz == "positions" else pd.Series(values, index=pd.date_range("2024-03-01", periods=240,
+                                                                                freq="h", tz=tz))
+    exog = pd.DataFrame({"flag": np.arange(240) % 2.0})
+    calls: list[int] = []
+    first, details = cached_forecast(y, exog, {"model": "average"}, _evaluate(y, exog, calls), root=tmp_path)
+    second, again = cached_forecast(y, exog, {"model": "average"}, _evaluate(y, exog, calls), root=tmp_path)
+    assert len(calls) == 1 and details == again == {"fit_seconds": 0.5}
+    for name in ("forecasts", "actuals", "lower", "upper", "seconds", "refitted", "scale"):
+        np.testing.assert_array_equal(getattr(second, name), getattr(first, name))
+    assert second.origins.equals(first.origins) and second.origins.dtype == first.origins.dtype
+    assert (second.name, second.level, second.season) == (first.name, first.level, first.season)
+    # Another series, other regressors or other settings are other entries.
+    for other_y, other_exog, settings in ((values[::-1].copy(), exog, {"model": "average"}),
+                                          (y, exog * 2, {"model": "average"}), (y, exog, {"model": "x"})):
+        cached_forecast(other_y, other_exog, settings, _evaluate(other_y, other_exog, calls), root=tmp_path)
+    assert len(calls) == 4
+
+
+def test_a_corrupted_forecast_is_recomputed(tmp_path):
+    from stlab.runcache import cached_forecast
+
+    y = np.random.default_rng(1).poisson(5, 240).astype(float)
+    calls: list[int] = []
+    cached_forecast(y, None, {"model": "average"}, _evaluate(y, None, calls), root=tmp_path)
+    (data,) = (tmp_path / "runs").glob("*.forecast.npz")
+    data.write_bytes(data.read_bytes()[:-7] + b"garbage")
+    result, _ = cached_forecast(y, None, {"model": "average"}, _evaluate(y, None, calls), root=tmp_path)
+    assert len(calls) == 2 and result.num_origins == 6
