@@ -132,7 +132,7 @@ def network_setup(dataset: str) -> NetworkSetup:
 # --------------------------------------------------------------------------- the chapter's models
 #: Training budget of the chapter's neural models: maximum epochs of each graph model, and
 #: node-windows drawn per epoch (windows times the nodes each holds, equal on both networks).
-NUM_EPOCHS = 20
+NUM_EPOCHS = 10
 NODE_WINDOWS_PER_EPOCH = 53_000
 
 
