@@ -16,8 +16,11 @@ PARAMS ?=
 GRID ?= default
 STUDY_ARGS ?=
 PYTEST_ARGS ?=
-# Chapters executed at once before the HTML build (tools/execute_chapters.py); 1 = one by one.
-JOBS ?= 1
+# Chapters executed at once before the HTML build (tools/execute_chapters.py): one per core, at
+# most four. Each runs with THREADS math threads (default 1), so that the book's numbers do not
+# depend on the machine's core count or on JOBS; make rerun uses the same.
+JOBS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
+THREADS ?= 1
 
 # Kernels run inside chapters/, so a relative data folder is made absolute here.
 ifneq ($(strip $(STLAB_DATA)),)
@@ -32,7 +35,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help install book test test-browser browser rerun data clean bench serve study
 
 help:
-	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline; JOBS=4 runs chapters in parallel)"
+	@echo "make book      build the executed HTML book into _build/html (DATASET=synthetic for offline; JOBS=n chapters at once, default one per core)"
 	@echo "make test      run unit tests and execute every chapter in smoke mode"
 	@echo "make test-browser   after make book: every page in headless Chromium, screenshots in _build/screens"
 	@echo "make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\"   (a chapter by number or name)"
@@ -67,7 +70,7 @@ book: $(STAMP) _vendor/mathjax/es5/tex-mml-chtml.js
 	@echo 'c.IPKernelApp.log_level = "ERROR"' > _build/ipython/profile_default/ipython_kernel_config.py
 	@# Chapters run first (JOBS at once) into the notebook cache; the build below only renders them.
 	@IPYTHONDIR="$(CURDIR)/_build/ipython" STLAB_DATASET="$(DATASET)" \
-	  $(PY) tools/execute_chapters.py --jobs "$(JOBS)" 2>&1 | tee _build/execute.log \
+	  $(PY) tools/execute_chapters.py --jobs "$(JOBS)" --threads "$(THREADS)" 2>&1 | tee _build/execute.log \
 	  || echo "A chapter failed: the build below runs it again and reports the error."
 	@IPYTHONDIR="$(CURDIR)/_build/ipython" STLAB_DATASET="$(DATASET)" \
 	  $(VENV)/bin/jupyter-book build . -W -n --keep-going 2>&1 | tee _build/book.log \
@@ -104,6 +107,10 @@ browser:
 
 # PARAMS travels in the environment, so values such as (16,64) are not read as shell syntax.
 rerun: export STLAB_RERUN_PARAMS := $(PARAMS)
+rerun: export OMP_NUM_THREADS := $(THREADS)
+rerun: export MKL_NUM_THREADS := $(THREADS)
+rerun: export OPENBLAS_NUM_THREADS := $(THREADS)
+rerun: export TF_NUM_INTRAOP_THREADS := $(THREADS)
 rerun: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "Name a chapter: make rerun CHAPTER=1 PARAMS=\"dataset=synthetic seed=1\""; exit 2; }
 	$(PY) -m stlab.rerun "$(CHAPTER)"

@@ -5,6 +5,9 @@ Usage (from the repository root, after `make install`):
 
     STLAB_DATA=../shared/data .venv/bin/python benchmarks/bench_book.py [--jobs 2] [--tests]
 
+The first cold build executes one chapter at a time (``JOBS=1``); ``--jobs N`` adds one with N at
+once (``make book``'s default is one per core). Every chapter has one math thread either way.
+
 A cold build starts from an empty ``_build`` and an empty data and run cache (``STLAB_CACHE`` in a
 fresh temporary folder), so nothing trained earlier is reused. Each chapter's time is the one
 myst-nb (or ``tools/execute_chapters.py`` with ``--jobs``) logs for it. Prints a Markdown table and

@@ -101,3 +101,23 @@ def test_layers_hold():
         pytest.skip("import-linter is not installed (make install installs it)")
     result = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_parallel_execution_knows_which_chapter_reads_which():
+    """A chapter that reads another's run-cache entries (stlab.reference_runs) must start after it
+    in a parallel build (tools/execute_chapters.py), or it trains the same models again."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_chapters", ROOT / "tools" / "execute_chapters.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    producers = {"baseline_runs(": "04-next-visit-baselines", "keras_recurrent_run(": "06-recurrent-keras",
+                 "keras_forecast_run(": "06-recurrent-keras", "lstm_run(": "07-recurrent-pytorch",
+                 "transformer_model(": "08-self-attention", "transformer_run(": "08-self-attention"}
+    stems = {path.stem for path in CHAPTERS}
+    for path in CHAPTERS:
+        text = path.read_text(encoding="utf-8")
+        needed = {stem for call, stem in producers.items() if call in text and stem != path.stem}
+        assert needed <= set(module.READS_FROM.get(path.stem, ())), (path.stem, needed)
+    for reader, sources in module.READS_FROM.items():
+        assert {reader, *sources} <= stems, (reader, sources)

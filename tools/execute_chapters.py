@@ -8,15 +8,17 @@ kernel, same outputs. Chapters already cached are skipped. Each code cell's seco
 cache record's data (``cell_seconds``; ``benchmarks/bench_book.py`` lists the slowest cells), not
 in the notebook: the cache's hash covers cell metadata, and the build would not find the entry.
 
-With ``--jobs`` above 1, each worker runs one chapter at a time with ``cores // jobs`` math threads, so
-parallel chapters do not oversubscribe the CPU; the longest chapters (by their last recorded time)
-start first. On two cores this gains little (the chapters' own math already uses both); on a
-machine with more cores than chapters' parallelism it shortens a cold build several times
-(``benchmarks/bench_book.py --jobs`` measures it).
+Every chapter runs with ``--threads`` math threads (default 1: PyTorch, TensorFlow, BLAS), whatever
+the number of jobs or of cores, so that a chapter's numbers do not depend on the machine's core
+count or on how many chapters run at once (libraries sum in another order with more threads, which
+moves the last digits). ``--jobs`` chapters run at once (``make book`` uses one per core, at most
+four). A chapter that reads another's entries in the run cache (:data:`READS_FROM`, see
+``stlab.reference_runs``) starts after that one has finished, so that it reads instead of training
+again; otherwise the longest chapters (by their last recorded time) start first.
 
-Usage (from the repository root; ``make book JOBS=N`` does this):
+Usage (from the repository root; ``make book JOBS=N THREADS=M`` does this):
 
-    .venv/bin/python tools/execute_chapters.py --jobs 4
+    .venv/bin/python tools/execute_chapters.py --jobs 2 --threads 1
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import fnmatch
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "_build" / ".jupyter_cache"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+#: Chapters that read what an earlier chapter stored in the run cache (stlab.reference_runs), by
+#: file stem: they start once those have finished. Run before them, they would train the same
+#: models again and get the same numbers, only later.
+READS_FROM: dict[str, tuple[str, ...]] = {
+    "06-recurrent-keras": ("04-next-visit-baselines",),
+    "07-recurrent-pytorch": ("04-next-visit-baselines", "06-recurrent-keras"),
+    "08-self-attention": ("04-next-visit-baselines", "07-recurrent-pytorch"),
+    "09-pretrained-models": ("04-next-visit-baselines", "08-self-attention"),
+    "14-testing-and-running": ("08-self-attention",),
+}
 
 
 def book_config() -> dict[str, Any]:
@@ -98,12 +111,30 @@ def execute(path: str, timeout: int) -> tuple[str, float, str | None, dict[str, 
     return path, result.time, error, nbformat.from_dict(notebook)
 
 
+def _record(cache: Any, future: Future, failed: list[str], bundle: Any) -> None:
+    """Store a finished chapter in the notebook cache (or report its failure)."""
+    path, seconds, error, notebook = future.result()
+    name = Path(path).relative_to(ROOT).as_posix()
+    if error is not None:
+        failed.append(name)
+        print(f"FAILED   {name} after {seconds:.1f} s\n{error}", file=sys.stderr, flush=True)
+        return
+    # Cache entries are written here, in one process, so the cache's database sees one writer.
+    stage = cache.add_nb_to_project(path, read_data={"name": "myst_nb_md", "type": "plugin"})
+    cache.cache_notebook_bundle(bundle(notebook, stage.uri, data={"execution_seconds": seconds,
+                                                                  "cell_seconds": cell_seconds(notebook)}),
+                                check_validity=False, overwrite=True)
+    print(f"executed {name} in {seconds:.1f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1, help="chapters executed at once (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="math threads of each chapter (default 1, whatever --jobs and the core count)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    if args.jobs < 1 or args.threads < 1:
+        parser.error("--jobs and --threads must be at least 1")
 
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -121,29 +152,29 @@ def main(argv: list[str] | None = None) -> int:
         print("Every chapter is already in the notebook cache.")
         return 0
     todo.sort(key=lambda path: -previous.get(path.name, 0.0))  # longest first: the pool ends together
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    print(f"Executing {len(todo)} chapter(s), {args.jobs} at a time"
-          + (f", {threads} math thread(s) each" if args.jobs > 1 else ""))
+    print(f"Executing {len(todo)} chapter(s), {args.jobs} at a time, {args.threads} math thread(s) each")
     start = time.perf_counter()
-    failed = []
-    # One chapter at a time keeps the libraries' own thread counts, as a plain build would.
-    limits = {"initializer": _limit_threads, "initargs": (threads,)} if args.jobs > 1 else {}
-    with ProcessPoolExecutor(max_workers=args.jobs, **limits) as pool:
-        futures = [pool.submit(execute, str(path), timeout) for path in todo]
-        for future in as_completed(futures):
-            path, seconds, error, notebook = future.result()
-            name = Path(path).relative_to(ROOT).as_posix()
-            if error is not None:
-                failed.append(name)
-                print(f"FAILED   {name} after {seconds:.1f} s\n{error}", file=sys.stderr)
-                continue
-            # Cache entries are written here, in one process, so the cache's database sees one writer.
-            stage = cache.add_nb_to_project(path, read_data={"name": "myst_nb_md", "type": "plugin"})
-            timings = cell_seconds(notebook)
-            cache.cache_notebook_bundle(CacheBundleIn(notebook, stage.uri,
-                                                      data={"execution_seconds": seconds, "cell_seconds": timings}),
-                                        check_validity=False, overwrite=True)
-            print(f"executed {name} in {seconds:.1f} s")
+    failed: list[str] = []
+    unfinished = {path.stem for path in todo}
+
+    def ready(path: Path) -> bool:
+        return not unfinished.intersection(READS_FROM.get(path.stem, ()))
+
+    pending, running = list(todo), {}  # type: ignore[var-annotated]
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_limit_threads, initargs=(args.threads,)) as pool:
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                chosen = next((path for path in pending if ready(path)), None)
+                if chosen is None:
+                    if running:
+                        break  # wait for the chapter it reads from
+                    chosen = pending[0]
+                pending.remove(chosen)
+                running[pool.submit(execute, str(chosen), timeout)] = chosen
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                unfinished.discard(running.pop(future).stem)
+                _record(cache, future, failed, CacheBundleIn)
     print(f"{len(todo) - len(failed)} chapter(s) executed in {time.perf_counter() - start:.1f} s wall"
           + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
