@@ -100,37 +100,51 @@ def _paths(key: str, root: Path) -> tuple[Path, Path]:
     return folder / f"{key}.npz", folder / f"{key}.json"
 
 
-def load_runs(key: str, root: Path | None = None) -> list[RankedRun] | None:
-    """The runs stored under ``key``, or ``None`` if absent or failing their checksum."""
-    data_path, meta_path = _paths(key, root or cache_dir())
+def _write_entry(data_path: Path, meta_path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    """Write ``arrays`` to an ``.npz`` file, then ``meta`` with that file's sha256 to its JSON
+    sidecar; each through a temporary file and a rename."""
+    # A file object: np.savez would append ".npz" to a bare name.
+    with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps({**meta, "sha256": file_digest(data_path)}, indent=1, default=str))
+
+
+def _read_entry(data_path: Path, meta_path: Path, what: str,
+                build: Callable[[dict[str, Any], Any], Any]) -> Any:
+    """``build(meta, arrays)`` for an entry whose ``.npz`` file matches its sidecar's sha256, or
+    ``None`` (logged) when it is absent, fails the checksum or is unreadable. Arrays only:
+    ``allow_pickle=False``."""
     if not (data_path.exists() and meta_path.exists()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
         if file_digest(data_path) != meta["sha256"]:
-            log.warning("cached run %s fails its checksum; recomputing", data_path.name)
+            log.warning("%s %s fails its checksum; recomputing", what, data_path.name)
             return None
         with np.load(data_path, allow_pickle=False) as arrays:
-            return [RankedRun(name=m["name"], fit_seconds=float(m["fit_seconds"]), details=m.get("details", {}),
-                              ranks={part: arrays[f"{i}:{part}"].astype(np.int64) for part in m["parts"]})
-                    for i, m in enumerate(meta["runs"])]
+            return build(meta, arrays)
     except (OSError, ValueError, KeyError) as err:
-        log.warning("cached run %s is unreadable (%s); recomputing", data_path.name, err)
+        log.warning("%s %s is unreadable (%s); recomputing", what, data_path.name, err)
         return None
+
+
+def load_runs(key: str, root: Path | None = None) -> list[RankedRun] | None:
+    """The runs stored under ``key``, or ``None`` if absent or failing their checksum."""
+    def build(meta: dict[str, Any], arrays: Any) -> list[RankedRun]:
+        return [RankedRun(name=m["name"], fit_seconds=float(m["fit_seconds"]), details=m.get("details", {}),
+                          ranks={part: arrays[f"{i}:{part}"].astype(np.int64) for part in m["parts"]})
+                for i, m in enumerate(meta["runs"])]
+
+    return _read_entry(*_paths(key, root or cache_dir()), "cached run", build)
 
 
 def save_runs(key: str, runs: Sequence[RankedRun], root: Path | None = None) -> None:
     """Store ``runs`` under ``key`` (arrays, then the sidecar; each atomically)."""
-    data_path, meta_path = _paths(key, root or cache_dir())
     arrays = {f"{i}:{part}": np.asarray(r, dtype=np.int64) for i, run in enumerate(runs) for part, r in run.ranks.items()}
-    with atomic_path(data_path) as tmp:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
-            np.savez(fh, **arrays)
     meta = {"runs": [{"name": run.name, "parts": sorted(run.ranks), "fit_seconds": run.fit_seconds,
-                      "details": run.details} for run in runs],
-            "sha256": file_digest(data_path)}
-    with atomic_path(meta_path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
+                      "details": run.details} for run in runs]}
+    _write_entry(*_paths(key, root or cache_dir()), arrays, meta)
 
 
 def _check_complete(task: NextVisitTask, runs: Sequence[RankedRun]) -> None:
@@ -188,29 +202,14 @@ def save_weights(key: str, arrays: Mapping[str, np.ndarray], root: Path | None =
     """Store a fitted model's weights (named arrays, e.g. a state dict as NumPy) under ``key``,
     so that a later chapter can use the model itself, not only its ranks. Arrays only (no
     pickle), with a sha256 sidecar; each file written atomically."""
-    data_path, meta_path = _weights_paths(key, root or cache_dir())
-    with atomic_path(data_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{name: np.asarray(value) for name, value in arrays.items()})
-    with atomic_path(meta_path) as tmp:
-        tmp.write_text(json.dumps({"names": sorted(arrays), "sha256": file_digest(data_path)}, indent=1))
+    _write_entry(*_weights_paths(key, root or cache_dir()),
+                 {name: np.asarray(value) for name, value in arrays.items()}, {"names": sorted(arrays)})
 
 
 def load_weights(key: str, root: Path | None = None) -> dict[str, np.ndarray] | None:
     """The weights stored under ``key``, or ``None`` if absent or failing their checksum."""
-    data_path, meta_path = _weights_paths(key, root or cache_dir())
-    if not (data_path.exists() and meta_path.exists()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if file_digest(data_path) != meta["sha256"]:
-            log.warning("cached weights %s fail their checksum; refitting", data_path.name)
-            return None
-        with np.load(data_path, allow_pickle=False) as arrays:
-            return {name: arrays[name] for name in meta["names"]}
-    except (OSError, ValueError, KeyError) as err:
-        log.warning("cached weights %s are unreadable (%s); refitting", data_path.name, err)
-        return None
+    return _read_entry(*_weights_paths(key, root or cache_dir()), "cached weights",
+                       lambda meta, arrays: {name: arrays[name] for name in meta["names"]})
 
 
 # --------------------------------------------------------------------------- forecasting runs
@@ -258,31 +257,19 @@ def save_forecast(key: str, result: Any, details: Mapping[str, Any] | None = Non
     timed = isinstance(origins, pd.DatetimeIndex)
     arrays = {name: np.asarray(getattr(result, name)) for name in _FORECAST_ARRAYS if getattr(result, name) is not None}
     arrays["origins"] = np.asarray(origins.asi8 if timed else origins.to_numpy(), dtype=np.int64)
-    with atomic_path(data_path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
     meta = {"name": result.name, "level": result.level, "season": result.season, "arrays": sorted(arrays),
             "origins": {"datetime": timed, "tz": str(origins.tz) if timed and origins.tz else None,
                         "unit": origins.unit if timed else None, "name": origins.name},
-            "details": dict(details or {}), "sha256": file_digest(data_path)}
-    with atomic_path(meta_path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
+            "details": dict(details or {})}
+    _write_entry(data_path, meta_path, arrays, meta)
 
 
 def load_forecast(key: str, root: Path | None = None) -> tuple[Any, dict[str, Any]] | None:
     """The result and details stored under ``key``, or ``None`` if absent or failing their checksum."""
     from stlab.forecasting.evaluation import RollingOriginResult  # forecasting only when a forecast is read
 
-    data_path, meta_path = _forecast_paths(key, root or cache_dir())
-    if not (data_path.exists() and meta_path.exists()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if file_digest(data_path) != meta["sha256"]:
-            log.warning("cached forecast %s fails its checksum; recomputing", data_path.name)
-            return None
-        with np.load(data_path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in meta["arrays"]}
+    def build(meta: dict[str, Any], stored: Any) -> tuple[Any, dict[str, Any]]:
+        arrays = {name: stored[name] for name in meta["arrays"]}
         kind = meta["origins"]
         stamps = arrays.pop("origins")
         if kind["datetime"]:  # int64 counts of the index's own unit since the epoch, in UTC
@@ -298,9 +285,8 @@ def load_forecast(key: str, root: Path | None = None) -> tuple[Any, dict[str, An
             seconds=arrays["seconds"], refitted=arrays["refitted"].astype(bool),
             scale=scale[()] if scale.ndim == 0 else scale, season=int(meta["season"]))
         return result, meta["details"]
-    except (OSError, ValueError, KeyError) as err:
-        log.warning("cached forecast %s is unreadable (%s); recomputing", data_path.name, err)
-        return None
+
+    return _read_entry(*_forecast_paths(key, root or cache_dir()), "cached forecast", build)
 
 
 def cached_forecast(y: Any, exog: Any, settings: Mapping[str, Any],
